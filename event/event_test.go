@@ -1,0 +1,192 @@
+package event
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+var now = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+
+func TestParseValidEveryType(t *testing.T) {
+	cases := map[Type]string{
+		Session:   `{"id":"e1","type":"session","reader":"r1","book":"b1","time":"2026-11-20T08:00:00+01:00","duration_ms":600000,"page_turns":12,"tz":"Europe/Berlin"}`,
+		Page:      `{"id":"e2","type":"page","reader":"r1","book":"b1","time":"2026-11-20T08:00:00Z","page":10,"pages":300,"duration_ms":40000}`,
+		Progress:  `{"id":"e3","type":"progress","reader":"r1","book":"b1","time":"2026-11-20T08:00:00Z","position":0}`,
+		Highlight: `{"id":"e4","type":"highlight","reader":"r1","book":"b1","time":"2026-11-20T08:00:00Z","text":"Call me Ishmael.","position":0.01}`,
+		Bookmark:  `{"id":"e5","type":"bookmark","reader":"r1","book":"b1","time":"2026-11-20T08:00:00Z","page":3}`,
+		Finish:    `{"id":"e6","type":"finish","reader":"r1","book":"b1","time":"2026-11-20T08:00:00Z"}`,
+		Rating:    `{"id":"e7","type":"rating","reader":"r1","book":"b1","time":"2026-11-20T08:00:00Z","rating":5}`,
+		Shelve:    `{"id":"e8","type":"shelve","reader":"r1","book":"b1","time":"2026-11-20T08:00:00Z"}`,
+		Purchase:  `{"id":"e9","type":"purchase","reader":"r1","book":"b1","time":"2026-11-20T08:00:00Z"}`,
+		Sample:    `{"id":"e10","type":"sample","reader":"r1","book":"b1","time":"2026-11-20T08:00:00Z"}`,
+	}
+	for typ, raw := range cases {
+		e, err := Parse([]byte(raw), now)
+		if err != nil {
+			t.Errorf("%s: refused: %v", typ, err)
+			continue
+		}
+		if e.Type != typ || e.Reader != "r1" || e.Book != "b1" {
+			t.Errorf("%s: got %+v", typ, e)
+		}
+		if e.Time.Location() != time.UTC {
+			t.Errorf("%s: time not normalized to UTC: %v", typ, e.Time)
+		}
+	}
+	e, _ := Parse([]byte(cases[Session]), now)
+	if e.Time.Hour() != 7 || e.DurationMS != 600000 || e.PageTurns != 12 || e.TZ != "Europe/Berlin" {
+		t.Errorf("session fields: %+v", e)
+	}
+	e, _ = Parse([]byte(cases[Progress]), now)
+	if e.Position == nil || *e.Position != 0 {
+		t.Errorf("position 0 must be kept as present, got %v", e.Position)
+	}
+}
+
+func TestParseRefusals(t *testing.T) {
+	base := `"id":"e1","reader":"r1","book":"b1","time":"2026-11-20T08:00:00Z"`
+	cases := []struct {
+		name, raw, field, code, reason string
+	}{
+		{"not an object", `[1,2]`, "", CodeWrongType, "must be a JSON object"},
+		{"null", `null`, "", CodeWrongType, "JSON object"},
+		{"malformed", `{"id":"e1",`, "", CodeMalformed, "malformed JSON"},
+		{"missing id", `{"type":"finish","reader":"r1","book":"b1","time":"2026-11-20T08:00:00Z"}`, "id", CodeMissing, "required"},
+		{"missing type", `{` + base + `}`, "type", CodeMissing, "required"},
+		{"unknown type", `{` + base + `,"type":"dance"}`, "type", CodeUnknownType, `unknown type "dance"`},
+		{"missing reader", `{"id":"e1","type":"finish","book":"b1","time":"2026-11-20T08:00:00Z"}`, "reader", CodeMissing, "required"},
+		{"missing time", `{"id":"e1","type":"finish","reader":"r1","book":"b1"}`, "time", CodeMissing, "required"},
+		{"bad time", `{"id":"e1","type":"finish","reader":"r1","book":"b1","time":"yesterday"}`, "time", CodeInvalid, "RFC 3339"},
+		{"time no zone", `{"id":"e1","type":"finish","reader":"r1","book":"b1","time":"2026-11-20T08:00:00"}`, "time", CodeInvalid, "RFC 3339"},
+		{"future", `{"id":"e1","type":"finish","reader":"r1","book":"b1","time":"2027-11-20T08:00:00Z"}`, "time", CodeInvalid, "future"},
+		{"ancient", `{"id":"e1","type":"finish","reader":"r1","book":"b1","time":"1970-01-01T00:00:00Z"}`, "time", CodeInvalid, "clock"},
+		{"rating wrong type", `{` + base + `,"type":"rating","rating":"five"}`, "rating", CodeWrongType, "must be a JSON integer, got a string"},
+		{"rating range", `{` + base + `,"type":"rating","rating":7}`, "rating", CodeInvalid, "from 1 to 5, got 7"},
+		{"rating missing", `{` + base + `,"type":"rating"}`, "rating", CodeMissing, "rating"},
+		{"position range", `{` + base + `,"type":"progress","position":1.5}`, "position", CodeInvalid, "0 to 1"},
+		{"position missing", `{` + base + `,"type":"progress"}`, "position", CodeMissing, "position"},
+		{"session no duration", `{` + base + `,"type":"session"}`, "duration_ms", CodeMissing, "duration_ms"},
+		{"negative duration", `{` + base + `,"type":"session","duration_ms":-5}`, "duration_ms", CodeInvalid, "got -5"},
+		{"fractional page", `{` + base + `,"type":"page","page":1.5}`, "page", CodeWrongType, "integer"},
+		{"page beyond pages", `{` + base + `,"type":"page","page":500,"pages":300}`, "page", CodeInvalid, "beyond"},
+		{"empty highlight", `{` + base + `,"type":"highlight","text":"  "}`, "text", CodeMissing, "text"},
+		{"huge highlight", `{` + base + `,"type":"highlight","text":"` + strings.Repeat("a", MaxTextBytes+1) + `"}`, "text", CodeTooLarge, "4097 bytes"},
+		{"long id", `{"id":"` + strings.Repeat("x", 200) + `","type":"finish","reader":"r1","book":"b1","time":"2026-11-20T08:00:00Z"}`, "id", CodeTooLarge, "200 bytes"},
+		{"slash in reader", `{"id":"e1","type":"finish","reader":"a/b","book":"b1","time":"2026-11-20T08:00:00Z"}`, "reader", CodeInvalid, "'/'"},
+		{"bad tz", `{` + base + `,"type":"finish","tz":"Mars/Olympus"}`, "tz", CodeInvalid, "Mars/Olympus"},
+		{"invalid utf8", "{" + base + ",\"type\":\"highlight\",\"text\":\"ab\xff\"}", "text", CodeUTF8, "invalid UTF-8 at byte"},
+		{"too many props", `{` + base + `,"type":"finish"` + manyProps(MaxProps+1) + `}`, "props", CodeTooLarge, "at most 32"},
+		{"big prop", `{` + base + `,"type":"finish","blob":"` + strings.Repeat("z", MaxPropBytes) + `"}`, "blob", CodeTooLarge, "extra field"},
+	}
+	for _, c := range cases {
+		_, err := Parse([]byte(c.raw), now)
+		if err == nil {
+			t.Errorf("%s: accepted, want refusal", c.name)
+			continue
+		}
+		if err.Field != c.field || err.Code != c.code || !strings.Contains(err.Reason, c.reason) {
+			t.Errorf("%s: got field=%q code=%q reason=%q; want field=%q code=%q reason containing %q",
+				c.name, err.Field, err.Code, err.Reason, c.field, c.code, c.reason)
+		}
+	}
+}
+
+func manyProps(n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		b.WriteString(`,"p`)
+		b.WriteString(strings.Repeat("x", i%3))
+		b.WriteByte(byte('a' + i%26))
+		b.WriteString(string(rune('A' + i/26)))
+		b.WriteString(`":1`)
+	}
+	return b.String()
+}
+
+func TestUnknownFieldsKeptInProps(t *testing.T) {
+	raw := `{"id":"e1","type":"finish","reader":"r1","book":"b1","time":"2026-11-20T08:00:00Z","app_version":"3.2","props":{"store":"de"}}`
+	e, err := Parse([]byte(raw), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(e.Props["app_version"]) != `"3.2"` || string(e.Props["store"]) != `"de"` {
+		t.Fatalf("props = %v", e.Props)
+	}
+	back, uerr := Unmarshal(e.Marshal())
+	if uerr != nil || string(back.Props["app_version"]) != `"3.2"` || !back.Time.Equal(e.Time) {
+		t.Fatalf("round trip: %+v %v", back, uerr)
+	}
+}
+
+func TestSplit(t *testing.T) {
+	items, err := Split([]byte("\ufeff{\"a\":1}\n\n  {\"b\":2}\r\n{broken\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 3 || items[0].Line != 1 || items[1].Line != 3 || items[2].Line != 4 || string(items[2].Raw) != "{broken" {
+		t.Fatalf("ndjson: %+v", items)
+	}
+	items, err = Split([]byte("[\n {\"a\":1},\n {\"b\":2}\n]"))
+	if err != nil || len(items) != 2 || items[1].Line != 3 || string(items[1].Raw) != `{"b":2}` {
+		t.Fatalf("array: %+v %v", items, err)
+	}
+	items, err = Split([]byte("{\n  \"a\": 1\n}\n"))
+	if err != nil || len(items) != 1 {
+		t.Fatalf("pretty single object: %+v %v", items, err)
+	}
+	_, err = Split([]byte("[{\"a\":1},\n{\"b\":"))
+	be, ok := err.(*BodyError)
+	if !ok || be.Line != 2 || !strings.Contains(be.Reason, "truncated") {
+		t.Fatalf("truncated array: %v", err)
+	}
+	_, err = Split([]byte(`[{"a":1}] x`))
+	if be, ok := err.(*BodyError); !ok || be.Offset != 10 {
+		t.Fatalf("trailing data: %#v", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(`{"id":"e1","type":"page","reader":"r1","book":"b1","time":"2026-11-20T08:00:00Z","page":10,"pages":300}`))
+	f.Add([]byte(`{"id":"e1","type":"rating","rating":"x"}`))
+	f.Add([]byte(`{"id":"e1","type":"progress","reader":"r","book":"b","time":"2026-11-20T08:00:00Z","position":1e400}`))
+	f.Add([]byte("{\"text\":\"\xff\"}"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		e, ferr := Parse(raw, now)
+		if ferr != nil {
+			if ferr.Reason == "" || ferr.Code == "" {
+				t.Fatalf("refusal without reason: %+v", ferr)
+			}
+			return
+		}
+		// An accepted event must survive its stored form unchanged.
+		back, err := Unmarshal(e.Marshal())
+		if err != nil || back.ID != e.ID || !back.Time.Equal(e.Time) || back.Type != e.Type {
+			t.Fatalf("stored form does not round trip: %+v -> %+v (%v)", e, back, err)
+		}
+		if e.ID == "" || e.Reader == "" || e.Book == "" || !e.Type.known() {
+			t.Fatalf("accepted an incomplete event: %+v", e)
+		}
+	})
+}
+
+func FuzzSplit(f *testing.F) {
+	f.Add([]byte(`[{"a":1},{"b":2}]`))
+	f.Add([]byte("{\"a\":1}\n{\"b\":2}\n"))
+	f.Add([]byte(`[{"a":1},`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		items, err := Split(body)
+		if err != nil {
+			be, ok := err.(*BodyError)
+			if !ok || be.Offset < 0 || be.Offset > int64(len(body)) || be.Line < 1 {
+				t.Fatalf("bad body error %#v", err)
+			}
+			return
+		}
+		for _, it := range items {
+			if it.Line < 1 || len(it.Raw) == 0 {
+				t.Fatalf("bad item %+v", it)
+			}
+		}
+	})
+}

@@ -1,0 +1,45 @@
+// Package pebbledb opens the embedded Pebble LSM stores that back dogear's event log and state,
+// with the options both share: an explicit block cache and bloom filters on every level.
+package pebbledb
+
+import (
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+)
+
+// Open opens (creating if needed) a Pebble store in dir. cacheBytes sizes the block cache: the
+// 8 MB default reads several times slower than 256 MB on this workload.
+func Open(dir string, cacheBytes int64) (*pebble.DB, error) {
+	cache := pebble.NewCache(cacheBytes)
+	defer cache.Unref() // the DB holds its own reference
+	opts := &pebble.Options{
+		Cache:        cache,
+		MemTableSize: 64 << 20,
+		// Point lookups (dedup by event id, state reads) mostly miss; bloom filters make a
+		// miss cost one memory probe per file instead of a block read.
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             quietLogger{},
+	}
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	return db, nil
+}
+
+// quietLogger drops Pebble's informational messages (WAL recovery, compactions) that would flood
+// dogear's own log, and keeps errors and fatal ones.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any) {}
+func (quietLogger) Errorf(format string, args ...any) {
+	pebble.DefaultLogger.Errorf(format, args...)
+}
+func (quietLogger) Fatalf(format string, args ...any) {
+	pebble.DefaultLogger.Fatalf(format, args...)
+}

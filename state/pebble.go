@@ -1,0 +1,126 @@
+package state
+
+import (
+	"encoding/binary"
+	"errors"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/dogear-dev/dogear/internal/pebbledb"
+)
+
+// Pebble is the embedded Store. User keys live under "s", partition offsets under "o", so a
+// Scan of every user key never sees bookkeeping.
+type Pebble struct {
+	db *pebble.DB
+}
+
+// OpenPebble opens or creates the embedded state store in dir.
+func OpenPebble(dir string, cacheBytes int64) (*Pebble, error) {
+	db, err := pebbledb.Open(dir, cacheBytes)
+	if err != nil {
+		return nil, err
+	}
+	return &Pebble{db: db}, nil
+}
+
+func userKey(k []byte) []byte { return append([]byte{'s'}, k...) }
+
+func offsetKey(p int) []byte {
+	k := []byte{'o', 0, 0}
+	binary.BigEndian.PutUint16(k[1:], uint16(p))
+	return k
+}
+
+// Get implements Store.
+func (s *Pebble) Get(key []byte) ([]byte, bool, error) {
+	v, closer, err := s.db.Get(userKey(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...), true, nil
+}
+
+// Scan implements Store.
+func (s *Pebble) Scan(prefix []byte, fn func(key, value []byte) error) error {
+	lower := userKey(prefix)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		if err := fn(it.Key()[1:], v); err != nil {
+			if errors.Is(err, ErrStop) {
+				return nil
+			}
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// prefixEnd is the smallest key greater than every key with the prefix.
+func prefixEnd(prefix []byte) []byte {
+	end := append([]byte(nil), prefix...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// Commit implements Store. It does not fsync: the batch is atomic in the write-ahead log, so a
+// crash loses at most a suffix of commits together with their offsets, and processors re-apply
+// those events from the durable event log.
+func (s *Pebble) Commit(partition int, offset int64, w *Writes) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	err := w.Each(func(k string, v []byte, del bool) error {
+		if del {
+			return b.Delete(userKey([]byte(k)), nil)
+		}
+		return b.Set(userKey([]byte(k)), v, nil)
+	})
+	if err != nil {
+		return err
+	}
+	var off [8]byte
+	binary.BigEndian.PutUint64(off[:], uint64(offset))
+	if err := b.Set(offsetKey(partition), off[:], nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.NoSync)
+}
+
+// Offset implements Store.
+func (s *Pebble) Offset(partition int) (int64, error) {
+	v, closer, err := s.db.Get(offsetKey(partition))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	return int64(binary.BigEndian.Uint64(v)), nil
+}
+
+// Close implements Store. It flushes the write-ahead log so a clean shutdown loses nothing.
+func (s *Pebble) Close() error {
+	if err := s.db.Flush(); err != nil {
+		s.db.Close()
+		return err
+	}
+	return s.db.Close()
+}

@@ -1,0 +1,88 @@
+// Package state is the store processors fold events into: ordered keys and values, with each
+// partition's applied log offset written atomically with the state changes it covers.
+package state
+
+import (
+	"errors"
+)
+
+// Store is the seam between processors and the state they build. Implementations: Pebble
+// (embedded) and Cassandra.
+type Store interface {
+	// Get returns the value of key, or ok=false when it has none.
+	Get(key []byte) (value []byte, ok bool, err error)
+	// Scan calls fn for every key with the prefix, in key order; the slices are valid only during
+	// the call. fn returning ErrStop ends the scan early without error.
+	Scan(prefix []byte, fn func(key, value []byte) error) error
+	// Commit applies the writes and records that partition has applied the log up to (not
+	// including) offset, atomically: after a crash either both are visible or neither is.
+	Commit(partition int, offset int64, w *Writes) error
+	// Offset is the next log offset the partition must apply (0 for a new store).
+	Offset(partition int) (int64, error)
+	Close() error
+}
+
+// ErrStop ends a Scan early.
+var ErrStop = errors.New("stop scan")
+
+// Writes is an ordered set of puts and deletes. A later write to the same key replaces an earlier
+// one. The zero value is ready to use.
+type Writes struct {
+	ops   map[string]*[]byte // nil pointer = delete
+	order []string
+}
+
+// Put sets key to value.
+func (w *Writes) Put(key, value []byte) { w.set(string(key), &value) }
+
+// Delete removes key.
+func (w *Writes) Delete(key []byte) { w.set(string(key), nil) }
+
+func (w *Writes) set(k string, v *[]byte) {
+	if w.ops == nil {
+		w.ops = make(map[string]*[]byte)
+	}
+	if _, ok := w.ops[k]; !ok {
+		w.order = append(w.order, k)
+	}
+	w.ops[k] = v
+}
+
+// Lookup returns a pending write for key: found says whether there is one, and deleted whether it
+// is a delete. Processors read their own pending writes through it before the store.
+func (w *Writes) Lookup(key []byte) (value []byte, found, deleted bool) {
+	v, ok := w.ops[string(key)]
+	if !ok {
+		return nil, false, false
+	}
+	if v == nil {
+		return nil, true, true
+	}
+	return *v, true, false
+}
+
+// Each calls fn for each write in first-write order; value is nil for a delete.
+func (w *Writes) Each(fn func(key string, value []byte, del bool) error) error {
+	for _, k := range w.order {
+		v := w.ops[k]
+		var err error
+		if v == nil {
+			err = fn(k, nil, true)
+		} else {
+			err = fn(k, *v, false)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Len is the number of distinct keys written.
+func (w *Writes) Len() int { return len(w.order) }
+
+// Reset empties w for reuse.
+func (w *Writes) Reset() {
+	clear(w.ops)
+	w.order = w.order[:0]
+}
