@@ -46,9 +46,12 @@ func (s *Pebble) Get(key []byte) ([]byte, bool, error) {
 }
 
 // Scan implements Store.
-func (s *Pebble) Scan(prefix []byte, fn func(key, value []byte) error) error {
-	lower := userKey(prefix)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower)})
+func (s *Pebble) Scan(lower, upper []byte, fn func(key, value []byte) error) error {
+	ub := []byte{'s' + 1} // the end of all user keys
+	if upper != nil {
+		ub = userKey(upper)
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: userKey(lower), UpperBound: ub})
 	if err != nil {
 		return err
 	}
@@ -66,18 +69,6 @@ func (s *Pebble) Scan(prefix []byte, fn func(key, value []byte) error) error {
 		}
 	}
 	return it.Error()
-}
-
-// prefixEnd is the smallest key greater than every key with the prefix.
-func prefixEnd(prefix []byte) []byte {
-	end := append([]byte(nil), prefix...)
-	for i := len(end) - 1; i >= 0; i-- {
-		if end[i] < 0xff {
-			end[i]++
-			return end[:i+1]
-		}
-	}
-	return nil
 }
 
 // Commit implements Store. It does not fsync: the batch is atomic in the write-ahead log, so a

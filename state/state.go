@@ -4,6 +4,7 @@ package state
 
 import (
 	"errors"
+	"fmt"
 )
 
 // Store is the seam between processors and the state they build. Implementations: Pebble
@@ -11,15 +12,39 @@ import (
 type Store interface {
 	// Get returns the value of key, or ok=false when it has none.
 	Get(key []byte) (value []byte, ok bool, err error)
-	// Scan calls fn for every key with the prefix, in key order; the slices are valid only during
-	// the call. fn returning ErrStop ends the scan early without error.
-	Scan(prefix []byte, fn func(key, value []byte) error) error
+	// Scan calls fn for every key in [lower, upper), in key order; a nil upper means no bound.
+	// The slices are valid only during the call. fn returning ErrStop ends the scan early
+	// without error.
+	Scan(lower, upper []byte, fn func(key, value []byte) error) error
 	// Commit applies the writes and records that partition has applied the log up to (not
 	// including) offset, atomically: after a crash either both are visible or neither is.
 	Commit(partition int, offset int64, w *Writes) error
 	// Offset is the next log offset the partition must apply (0 for a new store).
 	Offset(partition int) (int64, error)
 	Close() error
+}
+
+// ScanPrefix calls fn for every key that starts with prefix, in key order.
+func ScanPrefix(s Reader, prefix []byte, fn func(key, value []byte) error) error {
+	return s.Scan(prefix, PrefixEnd(prefix), fn)
+}
+
+// Reader is the read side of a Store, all that queries need.
+type Reader interface {
+	Get(key []byte) (value []byte, ok bool, err error)
+	Scan(lower, upper []byte, fn func(key, value []byte) error) error
+}
+
+// PrefixEnd is the smallest key greater than every key with the prefix (nil if there is none).
+func PrefixEnd(prefix []byte) []byte {
+	end := append([]byte(nil), prefix...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
 }
 
 // ErrStop ends a Scan early.
@@ -85,4 +110,49 @@ func (w *Writes) Len() int { return len(w.order) }
 func (w *Writes) Reset() {
 	clear(w.ops)
 	w.order = w.order[:0]
+}
+
+// Diff compares every key and value of two stores and describes the first difference, or
+// returns "" when they hold the same data.
+func Diff(a, b Reader) (string, error) {
+	type kv struct{ k, v string }
+	next := make(chan kv, 1024)
+	errc := make(chan error, 1)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		defer close(next)
+		errc <- b.Scan(nil, nil, func(k, v []byte) error {
+			select {
+			case next <- kv{string(k), string(v)}:
+				return nil
+			case <-stop:
+				return ErrStop
+			}
+		})
+	}()
+	var diff string
+	n := 0
+	err := a.Scan(nil, nil, func(k, v []byte) error {
+		n++
+		other, ok := <-next
+		switch {
+		case !ok:
+			diff = fmt.Sprintf("key %q only in the first store", k)
+		case other.k != string(k):
+			diff = fmt.Sprintf("key %d differs: %q in the first store, %q in the second", n, k, other.k)
+		case other.v != string(v):
+			diff = fmt.Sprintf("key %q: value %q in the first store, %q in the second", k, v, other.v)
+		default:
+			return nil
+		}
+		return ErrStop
+	})
+	if err != nil || diff != "" {
+		return diff, err
+	}
+	if other, ok := <-next; ok {
+		return fmt.Sprintf("key %q only in the second store", other.k), nil
+	}
+	return "", <-errc
 }

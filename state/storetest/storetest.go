@@ -41,7 +41,7 @@ func Run(t *testing.T, newStorage func(t *testing.T) Opener) {
 		}
 		mustCommit(t, s, 1, 1, &w)
 		var got []string
-		err := s.Scan([]byte("r\x00b"), func(k, v []byte) error {
+		err := state.ScanPrefix(s, []byte("r\x00b"), func(k, v []byte) error {
 			if !bytes.Equal(k, v) {
 				t.Errorf("key %q has value %q", k, v)
 			}
@@ -56,9 +56,19 @@ func Run(t *testing.T, newStorage func(t *testing.T) Opener) {
 			t.Fatalf("scan r\\0b = %q, want %q", got, want)
 		}
 		n := 0
-		s.Scan([]byte("r"), func(k, v []byte) error { n++; return state.ErrStop })
+		state.ScanPrefix(s, []byte("r"), func(k, v []byte) error { n++; return state.ErrStop })
 		if n != 1 {
 			t.Fatalf("ErrStop did not stop the scan after %d calls", n)
+		}
+		got = nil
+		s.Scan([]byte("r\x00a"), []byte("r\x00b\x00b"), func(k, v []byte) error { got = append(got, string(k)); return nil })
+		if want := []string{"r\x00a\x00y", "r\x00b", "r\x00b\x00a"}; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("range scan = %q, want %q", got, want)
+		}
+		got = nil
+		s.Scan([]byte("r\x01"), nil, func(k, v []byte) error { got = append(got, string(k)); return nil })
+		if len(got) != 1 {
+			t.Fatalf("open-ended scan = %q", got)
 		}
 	})
 	t.Run("OffsetsDurableWithState", func(t *testing.T) {

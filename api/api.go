@@ -1,0 +1,154 @@
+// Package api serves dogear's read side over HTTP: reader insights, book statistics, trending and
+// platform stats as JSON, plus health, readiness and Prometheus metrics.
+package api
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/dogear-dev/dogear/insights"
+	"github.com/dogear-dev/dogear/internal/httpjson"
+	"github.com/dogear-dev/dogear/state"
+)
+
+var querySeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
+	Name:    "dogear_api_request_seconds",
+	Help:    "Query API latency by route.",
+	Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+}, []string{"route"})
+
+// Lagger reports how far processors are behind the log.
+type Lagger interface{ TotalLag() int64 }
+
+// API answers queries from state.
+type API struct {
+	store  state.Reader
+	lag    Lagger
+	logger *slog.Logger
+	now    func() time.Time
+}
+
+// New returns the query API over store.
+func New(store state.Reader, lag Lagger, logger *slog.Logger) *API {
+	return &API{store: store, lag: lag, logger: logger, now: time.Now}
+}
+
+// Register adds the query routes to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.Handle("GET /v1/readers/{id}/insights", a.timed("reader_insights", a.readerInsights))
+	mux.Handle("GET /v1/books/{id}/stats", a.timed("book_stats", a.bookStats))
+	mux.Handle("GET /v1/trending", a.timed("trending", a.trending))
+	mux.Handle("GET /v1/stats", a.timed("stats", a.stats))
+}
+
+// badParam is a query parameter a person must fix.
+type badParam struct{ field, reason string }
+
+func (e *badParam) Error() string { return e.field + ": " + e.reason }
+
+func (a *API) timed(route string, fn func(*http.Request) (any, error)) http.Handler {
+	obs := querySeconds.WithLabelValues(route)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		v, err := fn(r)
+		var bp *badParam
+		switch {
+		case err == nil:
+			httpjson.Write(w, http.StatusOK, v)
+		case errors.As(err, &bp):
+			httpjson.Fail(w, http.StatusBadRequest, httpjson.Error{Error: bp.Error(), Field: bp.field})
+		case errors.Is(err, insights.ErrNotFound):
+			httpjson.Fail(w, http.StatusNotFound, httpjson.Error{Error: fmt.Sprintf("no events for %s yet", r.URL.Path)})
+		default:
+			a.logger.Error("query failed", "route", route, "err", err)
+			httpjson.Fail(w, http.StatusInternalServerError, httpjson.Error{Error: "query failed: " + err.Error()})
+		}
+		obs.Observe(time.Since(start).Seconds())
+	})
+}
+
+// asOf reads ?as_of= (RFC 3339), the moment that fixes "today"; the default is now.
+func (a *API) asOf(r *http.Request) (time.Time, error) {
+	s := r.URL.Query().Get("as_of")
+	if s == "" {
+		return a.now().UTC(), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return t, &badParam{"as_of", fmt.Sprintf("must be RFC 3339, e.g. 2026-11-26T00:00:00Z; got %q", s)}
+	}
+	return t, nil
+}
+
+func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < lo || n > hi {
+		return 0, &badParam{name, fmt.Sprintf("must be a whole number from %d to %d; got %q", lo, hi, s)}
+	}
+	return n, nil
+}
+
+func (a *API) readerInsights(r *http.Request) (any, error) {
+	asOf, err := a.asOf(r)
+	if err != nil {
+		return nil, err
+	}
+	days, err := intParam(r, "days", 30, 1, 366)
+	if err != nil {
+		return nil, err
+	}
+	return insights.Reader(a.store, r.PathValue("id"), asOf, days)
+}
+
+func (a *API) bookStats(r *http.Request) (any, error) {
+	asOf, err := a.asOf(r)
+	if err != nil {
+		return nil, err
+	}
+	return insights.Book(a.store, r.PathValue("id"), asOf)
+}
+
+func (a *API) trending(r *http.Request) (any, error) {
+	asOf, err := a.asOf(r)
+	if err != nil {
+		return nil, err
+	}
+	n, err := intParam(r, "n", 10, 1, 100)
+	if err != nil {
+		return nil, err
+	}
+	books, err := insights.Trending(a.store, asOf, n)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"as_of": asOf.UTC(), "books": books}, nil
+}
+
+// Stats is the answer to GET /v1/stats: platform insights plus how far processing is behind.
+type Stats struct {
+	*insights.PlatformStats
+	ProcessorLag int64 `json:"processor_lag_events"`
+}
+
+func (a *API) stats(r *http.Request) (any, error) {
+	asOf, err := a.asOf(r)
+	if err != nil {
+		return nil, err
+	}
+	p, err := insights.Platform(a.store, asOf)
+	if err != nil {
+		return nil, err
+	}
+	return Stats{PlatformStats: p, ProcessorLag: a.lag.TotalLag()}, nil
+}

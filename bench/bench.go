@@ -1,0 +1,212 @@
+// Package bench measures dogear end to end on this machine: durable ingest over loopback HTTP
+// against a baseline of bare log appends, processing catch-up, and insight query latency.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/dogear-dev/dogear/event"
+	"github.com/dogear-dev/dogear/eventlog"
+	"github.com/dogear-dev/dogear/loadgen"
+	"github.com/dogear-dev/dogear/server"
+)
+
+// Options shape a benchmark run.
+type Options struct {
+	Runs        int
+	Events      int // per run
+	Batch       int
+	Concurrency int
+	Gzip        bool
+	Queries     int // per query kind
+	Dir         string
+	Out         io.Writer
+}
+
+// Run is one run's measurements.
+type Run struct {
+	BaselineEPS  float64 // bare eventlog appends of the same events, same concurrency
+	IngestEPS    float64 // HTTP ingest, acknowledged after fsync
+	AckP50       time.Duration
+	AckP99       time.Duration
+	ProcessedEPS float64 // events folded into state per second, from ingest start to lag 0
+	QueryP50     map[string]time.Duration
+	QueryP99     map[string]time.Duration
+}
+
+// Ingest runs the benchmark opts.Runs times and prints each run and the medians.
+func Ingest(ctx context.Context, opts Options) ([]Run, error) {
+	cfg := loadgen.DefaultConfig()
+	cfg.Readers, cfg.Books = 20_000, 5_000
+	fmt.Fprintf(opts.Out, "generating %d events in batches of %d...\n", opts.Events, opts.Batch)
+	gen := loadgen.New(cfg)
+	batches := opts.Events / opts.Batch
+	events := make([][]event.Event, batches)
+	for i := range events {
+		events[i] = gen.Batch(opts.Batch)
+	}
+	bodies := make([][]byte, batches)
+	for i := range bodies {
+		bodies[i] = loadgen.EncodeBody(events[i], opts.Gzip)
+	}
+	var runs []Run
+	for r := 1; r <= opts.Runs; r++ {
+		run, err := once(ctx, opts, events, bodies)
+		if err != nil {
+			return runs, err
+		}
+		fmt.Fprintf(opts.Out, "run %d/%d: baseline %.0f ev/s, ingest %.0f ev/s (p50 %v, p99 %v), processed %.0f ev/s\n",
+			r, opts.Runs, run.BaselineEPS, run.IngestEPS, run.AckP50, run.AckP99, run.ProcessedEPS)
+		runs = append(runs, run)
+	}
+	return runs, nil
+}
+
+func once(ctx context.Context, opts Options, events [][]event.Event, bodies [][]byte) (Run, error) {
+	var run Run
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	// Baseline: the same events appended straight to a fresh log.
+	dir, err := os.MkdirTemp(opts.Dir, "bench-baseline-")
+	if err != nil {
+		return run, err
+	}
+	defer os.RemoveAll(dir)
+	log, err := eventlog.OpenPebble(dir, 0, 256<<20)
+	if err != nil {
+		return run, err
+	}
+	entries := make([][]eventlog.Entry, len(events))
+	for i, batch := range events {
+		for _, e := range batch {
+			entries[i] = append(entries[i], eventlog.Entry{ID: e.ID, Key: e.Reader, Value: e.Marshal()})
+		}
+	}
+	start := time.Now()
+	work := make(chan int)
+	done := make(chan error, opts.Concurrency)
+	for range opts.Concurrency {
+		go func() {
+			for i := range work {
+				if _, err := log.Append(ctx, entries[i]); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for i := range entries {
+		work <- i
+	}
+	close(work)
+	for range opts.Concurrency {
+		if err := <-done; err != nil {
+			return run, err
+		}
+	}
+	run.BaselineEPS = float64(len(entries)*opts.Batch) / time.Since(start).Seconds()
+	log.Close()
+
+	// The real thing: a server on loopback, clients posting the pre-encoded batches.
+	dir2, err := os.MkdirTemp(opts.Dir, "bench-server-")
+	if err != nil {
+		return run, err
+	}
+	defer os.RemoveAll(dir2)
+	scfg := server.DefaultConfig()
+	scfg.DataDir, scfg.Addr, scfg.Logger = dir2, "127.0.0.1:0", quiet
+	srv, err := server.Start(scfg)
+	if err != nil {
+		return run, err
+	}
+	defer srv.Shutdown(context.Background())
+	i := 0
+	start = time.Now()
+	res, err := loadgen.Send(ctx, loadgen.SendConfig{
+		URL: "http://" + srv.Addr() + "/v1/events", Batch: opts.Batch, Concurrency: opts.Concurrency, Gzip: opts.Gzip,
+	}, func() ([]byte, int) {
+		if i >= len(bodies) {
+			return nil, 0
+		}
+		i++
+		return bodies[i-1], opts.Batch
+	})
+	if err != nil {
+		return run, err
+	}
+	if res.Failed > 0 {
+		return run, fmt.Errorf("%d of %d requests failed", res.Failed, res.Requests)
+	}
+	run.IngestEPS = res.EventsPerSecond()
+	run.AckP50, run.AckP99 = res.Percentile(0.5), res.Percentile(0.99)
+	for srv.Processor().TotalLag() > 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	run.ProcessedEPS = float64(res.Events) / time.Since(start).Seconds()
+
+	// Query latency over the state just built.
+	base := "http://" + srv.Addr()
+	rng := rand.New(rand.NewPCG(1, 2))
+	pick := func() event.Event { b := events[rng.IntN(len(events))]; return b[rng.IntN(len(b))] }
+	kinds := map[string]func() string{
+		"reader_insights": func() string { return base + "/v1/readers/" + pick().Reader + "/insights" },
+		"book_stats":      func() string { return base + "/v1/books/" + pick().Book + "/stats" },
+		"trending":        func() string { return base + "/v1/trending" },
+		"stats":           func() string { return base + "/v1/stats" },
+	}
+	run.QueryP50, run.QueryP99 = map[string]time.Duration{}, map[string]time.Duration{}
+	client := &http.Client{}
+	for name, url := range kinds {
+		var lat []time.Duration
+		for range opts.Queries {
+			t0 := time.Now()
+			resp, err := client.Get(url())
+			if err != nil {
+				return run, err
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return run, fmt.Errorf("%s: status %d", name, resp.StatusCode)
+			}
+			lat = append(lat, time.Since(t0))
+		}
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		run.QueryP50[name], run.QueryP99[name] = lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)]
+	}
+	return run, nil
+}
+
+// Report prints the medians over runs as a Markdown table.
+func Report(w io.Writer, opts Options, runs []Run) {
+	med := func(f func(Run) float64) float64 {
+		v := make([]float64, len(runs))
+		for i, r := range runs {
+			v[i] = f(r)
+		}
+		sort.Float64s(v)
+		return v[len(v)/2]
+	}
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	fmt.Fprintf(w, "\nMedians of %d runs, %d events per run, batches of %d, %d concurrent clients, gzip=%v:\n\n",
+		len(runs), opts.Events, opts.Batch, opts.Concurrency, opts.Gzip)
+	fmt.Fprintf(w, "| measure | median |\n| --- | --- |\n")
+	fmt.Fprintf(w, "| baseline: bare durable log appends | %.0f events/s |\n", med(func(r Run) float64 { return r.BaselineEPS }))
+	fmt.Fprintf(w, "| HTTP ingest, acknowledged after fsync | %.0f events/s |\n", med(func(r Run) float64 { return r.IngestEPS }))
+	fmt.Fprintf(w, "| ack latency p50 per batch | %.2f ms |\n", med(func(r Run) float64 { return ms(r.AckP50) }))
+	fmt.Fprintf(w, "| ack latency p99 per batch | %.2f ms |\n", med(func(r Run) float64 { return ms(r.AckP99) }))
+	fmt.Fprintf(w, "| ingest start to all folded into state | %.0f events/s |\n", med(func(r Run) float64 { return r.ProcessedEPS }))
+	for _, k := range []string{"reader_insights", "book_stats", "trending", "stats"} {
+		fmt.Fprintf(w, "| GET %s p50 / p99 | %.2f / %.2f ms |\n", k,
+			med(func(r Run) float64 { return ms(r.QueryP50[k]) }), med(func(r Run) float64 { return ms(r.QueryP99[k]) }))
+	}
+}

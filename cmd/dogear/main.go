@@ -1,0 +1,291 @@
+// Command dogear is the reading-analytics engine: `dogear serve` runs ingest, processing and the
+// query API in one process on embedded storage; the other subcommands operate on it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dogear-dev/dogear/bench"
+	"github.com/dogear-dev/dogear/loadgen"
+	"github.com/dogear-dev/dogear/server"
+)
+
+// version is set at build time with -ldflags "-X main.version=..."; otherwise the module version.
+var version = ""
+
+type command struct {
+	name, summary string
+	run           func(args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run ingest, processors and the query API on embedded storage", serve},
+		{"rebuild", "recompute all state from the event log (--check compares instead)", rebuild},
+		{"loadgen", "send realistic synthetic reading events to a server, or write them as NDJSON", loadgenCmd},
+		{"bench", "benchmark durable ingest, processing and queries on this machine", benchCmd},
+		{"version", "print the version", func([]string) error { fmt.Println(versionString()); return nil }},
+	}
+}
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+		usage(os.Stdout)
+		return
+	}
+	for _, c := range commands() {
+		if c.name == os.Args[1] {
+			if err := c.run(os.Args[2:]); err != nil {
+				if errors.Is(err, flag.ErrHelp) {
+					return
+				}
+				fmt.Fprintln(os.Stderr, "dogear "+c.name+": "+err.Error())
+				os.Exit(1)
+			}
+			return
+		}
+	}
+	fmt.Fprintf(os.Stderr, "dogear: unknown command %q\n\n", os.Args[1])
+	usage(os.Stderr)
+	os.Exit(2)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "dogear — reading analytics and recommendations\n\nUsage: dogear <command> [flags]\n\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'dogear <command> --help' for its flags. Every flag can also be set as DOGEAR_<FLAG>,\ne.g. DOGEAR_DATA_DIR=/var/lib/dogear.")
+}
+
+// newFlags makes a flag set whose flags fall back to DOGEAR_* environment variables.
+func newFlags(name, summary string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: dogear %s [flags]\n\n%s.\n\nFlags (each also read from DOGEAR_<NAME>):\n", name, summary)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses args, then fills every flag not given on the command line from its environment
+// variable: --data-dir from DOGEAR_DATA_DIR.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (flags go before nothing else; see --help)", fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "DOGEAR_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok && !given[f.Name] && err == nil {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s=%q: %v", env, v, e)
+			}
+		}
+	})
+	return err
+}
+
+func logger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %v", err)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+func serve(args []string) error {
+	cfg := server.DefaultConfig()
+	fs := newFlags("serve", "Run ingest, processors and the query API in one process on embedded storage")
+	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "folder of the embedded event log and state")
+	fs.IntVar(&cfg.Partitions, "partitions", 0, "partitions of a new event log (default 16; fixed once created)")
+	cacheMB := fs.Int64("cache-mb", cfg.CacheBytes>>20, "block cache of each embedded store, MiB")
+	fs.Int64Var(&cfg.Ingest.MaxBodyBytes, "max-body", cfg.Ingest.MaxBodyBytes, "largest ingest body in bytes, compressed and decompressed")
+	fs.IntVar(&cfg.Ingest.MaxEvents, "max-events", cfg.Ingest.MaxEvents, "most events in one ingest request")
+	fs.IntVar(&cfg.Ingest.MaxInFlight, "max-inflight", cfg.Ingest.MaxInFlight, "ingest requests processed at once; more get 429 with Retry-After")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg.CacheBytes = *cacheMB << 20
+	log, err := logger(*level)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+	srv, err := server.Start(cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("dogear serving", "addr", "http://"+srv.Addr(), "data_dir", cfg.DataDir, "version", versionString())
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+func rebuild(args []string) error {
+	cfg := server.DefaultConfig()
+	fs := newFlags("rebuild", "Recompute all state from the event log; with --check, compare a rebuild with the live state instead of replacing it")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "folder of the embedded event log and state")
+	cacheMB := fs.Int64("cache-mb", cfg.CacheBytes>>20, "block cache of each embedded store, MiB")
+	check := fs.Bool("check", false, "verify that live state equals a rebuild; exit 1 on a difference")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg.CacheBytes = *cacheMB << 20
+	if _, err := os.Stat(cfg.DataDir); err != nil {
+		return fmt.Errorf("no data directory %s: %w", cfg.DataDir, err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	if *check {
+		diff, err := server.Verify(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		if diff != "" {
+			return fmt.Errorf("state differs from a rebuild: %s", diff)
+		}
+		fmt.Printf("state equals a rebuild from the log (%v)\n", time.Since(start).Round(time.Millisecond))
+		return nil
+	}
+	if err := server.Rebuild(ctx, cfg); err != nil {
+		return err
+	}
+	fmt.Printf("state rebuilt from the log in %v\n", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func loadgenCmd(args []string) error {
+	gcfg := loadgen.DefaultConfig()
+	scfg := loadgen.SendConfig{URL: "http://127.0.0.1:8080/v1/events", Batch: 500, Concurrency: 4}
+	fs := newFlags("loadgen", "Send realistic synthetic reading traffic to a server at a rate, or write it as NDJSON to a file")
+	fs.StringVar(&scfg.URL, "url", scfg.URL, "ingest URL to post batches to")
+	out := fs.String("out", "", "write NDJSON to this file ('-' for stdout) instead of sending")
+	fs.Float64Var(&scfg.Rate, "rate", 10_000, "events per second in total; 0 = as fast as the server acknowledges")
+	fs.DurationVar(&scfg.Duration, "duration", 0, "stop after this long (0: no limit)")
+	fs.Int64Var(&scfg.MaxEvents, "events", 100_000, "stop after this many events (0: no limit)")
+	fs.IntVar(&scfg.Batch, "batch", scfg.Batch, "events per request")
+	fs.IntVar(&scfg.Concurrency, "concurrency", scfg.Concurrency, "concurrent requests")
+	fs.BoolVar(&scfg.Gzip, "gzip", false, "gzip request bodies")
+	fs.IntVar(&gcfg.Readers, "readers", gcfg.Readers, "simulated readers")
+	fs.IntVar(&gcfg.Books, "books", gcfg.Books, "books in the catalog (Zipf popularity)")
+	fs.Uint64Var(&gcfg.Seed, "seed", gcfg.Seed, "random seed: the same seed and flags give the same events")
+	days := fs.Int("days", 60, "event times span this many days before --end")
+	end := fs.String("end", "", "latest event time, RFC 3339 (default now)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *end != "" {
+		t, err := time.Parse(time.RFC3339, *end)
+		if err != nil {
+			return fmt.Errorf("--end: %v", err)
+		}
+		gcfg.End = t
+	}
+	gcfg.Start = gcfg.End.Add(-time.Duration(*days) * 24 * time.Hour)
+	if gcfg.Readers < 1 || gcfg.Books < 2 || scfg.Batch < 1 || scfg.Concurrency < 1 {
+		return errors.New("--readers, --batch and --concurrency must be at least 1 and --books at least 2")
+	}
+	gen := loadgen.New(gcfg)
+	if *out != "" {
+		return writeNDJSON(gen, *out, scfg.MaxEvents)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	scfg.Progress = os.Stderr
+	res, err := loadgen.Send(ctx, scfg, func() ([]byte, int) {
+		return loadgen.EncodeBody(gen.Batch(scfg.Batch), scfg.Gzip), scfg.Batch
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("sent %d events in %d requests (%d failed) in %v: %.0f events/s acknowledged, batch latency p50 %v p99 %v\n",
+		res.Events, res.Requests, res.Failed, res.Elapsed.Round(time.Millisecond), res.EventsPerSecond(),
+		res.Percentile(0.5).Round(time.Microsecond), res.Percentile(0.99).Round(time.Microsecond))
+	if res.Failed > 0 {
+		return fmt.Errorf("%d requests were not acknowledged", res.Failed)
+	}
+	return nil
+}
+
+func writeNDJSON(gen *loadgen.Generator, path string, n int64) error {
+	if n <= 0 {
+		return errors.New("--out needs --events > 0")
+	}
+	w := os.Stdout
+	if path != "-" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		w = f
+	}
+	for written := int64(0); written < n; {
+		k := min(10_000, n-written)
+		if err := loadgen.EncodeNDJSON(w, gen.Batch(int(k))); err != nil {
+			return err
+		}
+		written += k
+	}
+	if path != "-" {
+		fmt.Fprintf(os.Stderr, "wrote %d events to %s\n", n, path)
+	}
+	return nil
+}
+
+func benchCmd(args []string) error {
+	opts := bench.Options{Runs: 3, Events: 1_000_000, Batch: 1000, Concurrency: 8, Queries: 300, Out: os.Stderr}
+	fs := newFlags("bench", "Benchmark durable HTTP ingest against bare log appends, processing, and query latency; prints medians")
+	fs.IntVar(&opts.Runs, "runs", opts.Runs, "repetitions; the report gives medians")
+	fs.IntVar(&opts.Events, "events", opts.Events, "events per run")
+	fs.IntVar(&opts.Batch, "batch", opts.Batch, "events per request")
+	fs.IntVar(&opts.Concurrency, "concurrency", opts.Concurrency, "concurrent clients")
+	fs.BoolVar(&opts.Gzip, "gzip", false, "gzip request bodies")
+	fs.IntVar(&opts.Queries, "queries", opts.Queries, "queries per kind")
+	fs.StringVar(&opts.Dir, "dir", "", "folder for the benchmark's data (default: the system temp folder)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	runs, err := bench.Ingest(ctx, opts)
+	if err != nil {
+		return err
+	}
+	bench.Report(os.Stdout, opts, runs)
+	return nil
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}

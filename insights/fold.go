@@ -1,0 +1,200 @@
+package insights
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"unicode"
+
+	"github.com/dogear-dev/dogear/event"
+)
+
+// Tx is the read-your-writes view a processor gives Apply: the store plus its pending writes.
+type Tx interface {
+	Get(key []byte) ([]byte, bool, error)
+	Put(key, value []byte)
+	Delete(key []byte)
+}
+
+// Apply folds one event into state. It returns false, changing nothing, when the event's id was
+// applied before: mirrored copies and redeliveries count once.
+func Apply(tx Tx, partition int, e *event.Event) (bool, error) {
+	sk := seenKey(e.Reader, e.ID)
+	if _, seen, err := tx.Get(sk); err != nil || seen {
+		return false, err
+	}
+	tx.Put(sk, nil)
+
+	var counts PartitionCounts
+	if err := load(tx, countsKey(partition), &counts); err != nil {
+		return false, err
+	}
+	counts.Events++
+	at := e.Time.UnixMilli()
+	reading := e.Type.IsReading()
+
+	var meta ReaderMeta
+	found, err := loadFound(tx, metaKey(e.Reader), &meta)
+	if err != nil {
+		return false, err
+	}
+	if !found {
+		counts.Readers++
+		meta.First, meta.Last = at, at
+	}
+	meta.Events++
+	meta.First, meta.Last = min(meta.First, at), max(meta.Last, at)
+	if e.TZ != "" && later(at, e.ID, meta.TZAt, meta.TZID) {
+		meta.TZ, meta.TZAt, meta.TZID = e.TZ, at, e.ID
+	}
+	tx.Put(metaKey(e.Reader), encode(&meta))
+
+	var rb ReaderBook
+	found, err = loadFound(tx, readerBookKey(e.Reader, e.Book), &rb)
+	if err != nil {
+		return false, err
+	}
+	if !found {
+		counts.ReaderBooks++
+		rb.Reader, rb.Book = e.Reader, e.Book
+	}
+	if reading {
+		counts.ReadingEvents++
+		if err := applyReading(tx, &rb, e, at); err != nil {
+			return false, err
+		}
+	}
+	switch e.Type {
+	case event.Rating:
+		if later(at, e.ID, rb.RatedAt, rb.RatingID) {
+			rb.Rating, rb.RatedAt, rb.RatingID = e.Rating, at, e.ID
+		}
+	case event.Shelve:
+		rb.Shelved = minNonZero(rb.Shelved, at)
+	case event.Purchase:
+		rb.Purchased = minNonZero(rb.Purchased, at)
+	case event.Sample:
+		rb.Sampled = minNonZero(rb.Sampled, at)
+	}
+	v := encode(&rb)
+	tx.Put(readerBookKey(e.Reader, e.Book), v)
+	tx.Put(bookReaderKey(e.Book, e.Reader), v)
+	tx.Put(countsKey(partition), encode(&counts))
+	return true, nil
+}
+
+func applyReading(tx Tx, rb *ReaderBook, e *event.Event, at int64) error {
+	oldFirst := rb.First
+	rb.First = minNonZero(rb.First, at)
+	rb.Last = max(rb.Last, at)
+	if rb.First != oldFirst {
+		// The book's start moved (first read, or a late event from before): move its trending entry.
+		if oldFirst != 0 {
+			tx.Delete(startKey(oldFirst/3_600_000, rb.Book, rb.Reader))
+		}
+		tx.Put(startKey(rb.First/3_600_000, rb.Book, rb.Reader), nil)
+	}
+	tx.Put(activeKey(dayString(at), e.Reader), nil)
+
+	pos, hasPos := position(e)
+	if hasPos {
+		if later(at, e.ID, rb.PosAt, rb.PosID) {
+			rb.Pos, rb.PosAt, rb.PosID = pos, at, e.ID
+		}
+		rb.MaxPos = max(rb.MaxPos, pos)
+	}
+	rb.Pages = max(rb.Pages, e.Pages)
+	var ms int64
+	switch e.Type {
+	case event.Session:
+		ms = e.DurationMS
+	case event.Page:
+		rb.PageViews++
+		// A page that belongs to a reported session is already counted in that session's time.
+		if e.Session == "" {
+			ms = e.DurationMS
+			rb.PageMS += ms
+		}
+	case event.Finish:
+		rb.Finished = minNonZero(rb.Finished, at)
+	case event.Highlight:
+		rb.Highlights++
+		if err := addHighlight(tx, e); err != nil {
+			return err
+		}
+	}
+	rb.ReadMS += ms
+
+	var slot Slot
+	sk := slotKey(e.Reader, e.Time.Unix()/slotSeconds)
+	if err := load(tx, sk, &slot); err != nil {
+		return err
+	}
+	slot.MS += ms
+	slot.Events++
+	tx.Put(sk, encode(&slot))
+	return nil
+}
+
+// position is where in the book an event puts the reader: its position, else page/pages, and the
+// end for a finish.
+func position(e *event.Event) (float64, bool) {
+	switch {
+	case e.Position != nil:
+		return *e.Position, true
+	case e.Page > 0 && e.Pages > 0:
+		return float64(e.Page) / float64(e.Pages), true
+	case e.Type == event.Finish:
+		return 1, true
+	}
+	return 0, false
+}
+
+// addHighlight records that the reader highlighted a passage. Passages are grouped by their text
+// with case and white space folded; the stored text is the smallest of the variants seen, so it
+// does not depend on arrival order.
+func addHighlight(tx Tx, e *event.Event) error {
+	norm := strings.Join(strings.FieldsFunc(strings.ToLower(e.Text), unicode.IsSpace), " ")
+	sum := sha256.Sum256([]byte(norm))
+	k := highlightKey(e.Book, hex.EncodeToString(sum[:8]), e.Reader)
+	old, ok, err := tx.Get(k)
+	if err != nil {
+		return err
+	}
+	text := strings.TrimSpace(e.Text)
+	if !ok || text < string(old) {
+		tx.Put(k, []byte(text))
+	}
+	return nil
+}
+
+// later reports whether (at, id) comes after (prevAt, prevID): event time first, id to break ties,
+// so "latest" is the same whatever order events arrive in.
+func later(at int64, id string, prevAt int64, prevID string) bool {
+	return at > prevAt || (at == prevAt && id > prevID)
+}
+
+func minNonZero(a, b int64) int64 {
+	if a == 0 || b < a {
+		return b
+	}
+	return a
+}
+
+func load(tx Tx, key []byte, v any) error {
+	_, err := loadFound(tx, key, v)
+	return err
+}
+
+func loadFound(tx Tx, key []byte, v any) (bool, error) {
+	b, ok, err := tx.Get(key)
+	if err != nil || !ok {
+		return false, err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("insights: corrupt record %q: %w", key, err)
+	}
+	return true, nil
+}

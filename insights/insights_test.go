@@ -1,0 +1,165 @@
+package insights_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/dogear-dev/dogear/event"
+	"github.com/dogear-dev/dogear/eventlog"
+	"github.com/dogear-dev/dogear/insights"
+	"github.com/dogear-dev/dogear/loadgen"
+	"github.com/dogear-dev/dogear/state"
+)
+
+const partitions = 4
+
+// fold applies events to a fresh real Pebble store, committing in random-sized chunks per partition.
+func fold(t *testing.T, events []event.Event, rng *rand.Rand) state.Store {
+	t.Helper()
+	s, err := state.OpenPebble(t.TempDir(), 16<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	var w state.Writes
+	tx := &tx{s: s, w: &w}
+	offsets := make([]int64, partitions)
+	for i := 0; i < len(events); {
+		n := 1 + rng.IntN(200)
+		w.Reset()
+		part := eventlog.PartitionFor(events[i].Reader, partitions)
+		for ; n > 0 && i < len(events); n-- {
+			// Each chunk holds one partition's events, as a processor's batch does.
+			if eventlog.PartitionFor(events[i].Reader, partitions) != part {
+				break
+			}
+			if _, err := insights.Apply(tx, part, &events[i]); err != nil {
+				t.Fatal(err)
+			}
+			offsets[part]++
+			i++
+		}
+		if err := s.Commit(part, offsets[part], &w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+type tx struct {
+	s state.Store
+	w *state.Writes
+}
+
+func (t *tx) Get(k []byte) ([]byte, bool, error) {
+	if v, found, del := t.w.Lookup(k); found {
+		return v, !del, nil
+	}
+	return t.s.Get(k)
+}
+func (t *tx) Put(k, v []byte) { t.w.Put(k, v) }
+func (t *tx) Delete(k []byte) { t.w.Delete(k) }
+
+// snapshot is every insight dogear can answer, as JSON, plus the raw state.
+func snapshot(t *testing.T, s state.Store, events []event.Event, asOf time.Time) string {
+	t.Helper()
+	readers, books := map[string]bool{}, map[string]bool{}
+	for _, e := range events {
+		readers[e.Reader], books[e.Book] = true, true
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	for _, r := range sortedKeys(readers) {
+		ri, err := insights.Reader(s, r, asOf, 30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc.Encode(ri)
+	}
+	for _, b := range sortedKeys(books) {
+		bs, err := insights.Book(s, b, asOf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc.Encode(bs)
+	}
+	tr, _ := insights.Trending(s, asOf, 50)
+	enc.Encode(tr)
+	ps, _ := insights.Platform(s, asOf)
+	enc.Encode(ps)
+	s.Scan(nil, nil, func(k, v []byte) error {
+		fmt.Fprintf(&buf, "%q=%q\n", k, v)
+		return nil
+	})
+	return buf.String()
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j] < out[j-1]; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
+// TestOrderIndependence is the property test: the same events in order, shuffled, and shuffled
+// with duplicates give identical insights and identical state, for many random seeds.
+func TestOrderIndependence(t *testing.T) {
+	seeds := 6
+	if testing.Short() {
+		seeds = 2
+	}
+	end := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	for seed := uint64(1); seed <= uint64(seeds); seed++ {
+		cfg := loadgen.Config{Readers: 40, Books: 25, Seed: seed, Start: end.Add(-90 * 24 * time.Hour), End: end}
+		events := loadgen.New(cfg).Batch(3000)
+		rng := rand.New(rand.NewPCG(seed, 7))
+		asOf := end.Add(-20 * 24 * time.Hour) // mid-history: abandonment and streaks both matter
+
+		inOrder := append([]event.Event(nil), events...)
+		sortByTime(inOrder)
+		want := snapshot(t, fold(t, inOrder, rng), events, asOf)
+
+		shuffled := append([]event.Event(nil), events...)
+		rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		if got := snapshot(t, fold(t, shuffled, rng), events, asOf); got != want {
+			t.Fatalf("seed %d: shuffled events give different insights:\n%s", seed, firstDiff(want, got))
+		}
+
+		dups := append([]event.Event(nil), events...)
+		for i := 0; i < len(events)/3; i++ {
+			dups = append(dups, events[rng.IntN(len(events))])
+		}
+		rng.Shuffle(len(dups), func(i, j int) { dups[i], dups[j] = dups[j], dups[i] })
+		if got := snapshot(t, fold(t, dups, rng), events, asOf); got != want {
+			t.Fatalf("seed %d: duplicated events give different insights:\n%s", seed, firstDiff(want, got))
+		}
+	}
+}
+
+func sortByTime(ev []event.Event) {
+	for i := 1; i < len(ev); i++ {
+		for j := i; j > 0 && ev[j].Time.Before(ev[j-1].Time); j-- {
+			ev[j], ev[j-1] = ev[j-1], ev[j]
+		}
+	}
+}
+
+func firstDiff(a, b string) string {
+	al, bl := bytes.Split([]byte(a), []byte("\n")), bytes.Split([]byte(b), []byte("\n"))
+	for i := range min(len(al), len(bl)) {
+		if !bytes.Equal(al[i], bl[i]) {
+			return fmt.Sprintf("line %d\nwant %s\ngot  %s", i, al[i], bl[i])
+		}
+	}
+	return fmt.Sprintf("lengths %d vs %d", len(al), len(bl))
+}

@@ -1,0 +1,482 @@
+package insights
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/dogear-dev/dogear/event"
+	"github.com/dogear-dev/dogear/state"
+)
+
+// ErrNotFound means dogear has no events for the reader or book asked about.
+var ErrNotFound = errors.New("not found")
+
+// Definitions shared by the queries; docs/insights.md explains each.
+const (
+	AbandonAfter     = 30 * 24 * time.Hour // no reading for this long without finishing = abandoned
+	TrendingWindow   = 30 * 24 * time.Hour
+	TrendingHalfLife = 3 * 24 * time.Hour
+	MAUWindowDays    = 30
+	// minOwnSpeedMS: below this much reading time in a book, its own speed is too noisy for an
+	// estimate and the reader's overall speed is used instead.
+	minOwnSpeedMS = 10 * 60 * 1000
+)
+
+// Day is reading on one calendar day in the reader's time zone.
+type Day struct {
+	Date    string  `json:"date"`
+	Minutes float64 `json:"minutes"`
+}
+
+// InProgress is a book the reader has started and not finished ("continue reading").
+type InProgress struct {
+	Book     string    `json:"book"`
+	Position *float64  `json:"position"` // latest position, null if no event carried one
+	LastRead time.Time `json:"last_read"`
+	// MinutesLeft estimates the reading time to the end at the reader's speed in this book (or
+	// overall, while this book has too little reading time); null when there is no basis.
+	MinutesLeft *float64 `json:"estimated_minutes_left"`
+}
+
+// ReaderInsights is the answer to GET /v1/readers/{id}/insights.
+type ReaderInsights struct {
+	Reader          string       `json:"reader"`
+	AsOf            time.Time    `json:"as_of"`
+	TimeZone        string       `json:"time_zone"`
+	TotalMinutes    float64      `json:"total_reading_minutes"`
+	Days            []Day        `json:"reading_by_day"`
+	CurrentStreak   int          `json:"current_streak_days"`
+	LongestStreak   int          `json:"longest_streak_days"`
+	BooksStarted    int          `json:"books_started"`
+	BooksFinished   int          `json:"books_finished"`
+	PercentPerHour  *float64     `json:"percent_per_hour"`
+	PagesPerHour    *float64     `json:"pages_per_hour"`
+	ContinueReading []InProgress `json:"continue_reading"`
+	Events          int64        `json:"events"`
+}
+
+// Reader computes a reader's insights as of a moment (which fixes "today" for streaks); days is
+// how many days of reading_by_day to return, ending on as_of's day.
+func Reader(src state.Reader, reader string, asOf time.Time, days int) (*ReaderInsights, error) {
+	var meta ReaderMeta
+	b, ok, err := src.Get(metaKey(reader))
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, ErrNotFound
+	}
+	if err := json.Unmarshal(b, &meta); err != nil {
+		return nil, err
+	}
+	loc := time.UTC
+	if meta.TZ != "" {
+		if l, err := event.Location(meta.TZ); err == nil {
+			loc = l
+		}
+	}
+	out := &ReaderInsights{Reader: reader, AsOf: asOf.UTC(), TimeZone: loc.String(), Events: meta.Events,
+		Days: []Day{}, ContinueReading: []InProgress{}}
+
+	// Reading time and active days, by local calendar day.
+	msByDay := map[civil]int64{}
+	active := map[civil]bool{}
+	var total int64
+	err = state.ScanPrefix(src, slotsPrefix(reader), func(k, v []byte) error {
+		var s Slot
+		if err := json.Unmarshal(v, &s); err != nil {
+			return err
+		}
+		slot := int64(binary.BigEndian.Uint64(k[len(k)-8:]))
+		d := civilOf(time.Unix(slot*slotSeconds, 0).In(loc))
+		msByDay[d] += s.MS
+		total += s.MS
+		if s.Events > 0 {
+			active[d] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out.TotalMinutes = minutes(total)
+	today := civilOf(asOf.In(loc))
+	for i := days - 1; i >= 0; i-- {
+		d := today.add(-i)
+		out.Days = append(out.Days, Day{Date: d.String(), Minutes: minutes(msByDay[d])})
+	}
+	out.CurrentStreak, out.LongestStreak = streaks(active, today)
+
+	// Books.
+	var readMS, pctMS, pageMS int64
+	var pct float64
+	var pages int64
+	var books []ReaderBook
+	err = state.ScanPrefix(src, readerBooksPrefix(reader), func(_, v []byte) error {
+		var rb ReaderBook
+		if err := json.Unmarshal(v, &rb); err != nil {
+			return err
+		}
+		if !rb.Started() {
+			return nil
+		}
+		out.BooksStarted++
+		if rb.Finished != 0 {
+			out.BooksFinished++
+		}
+		readMS += rb.ReadMS
+		if rb.ReadMS > 0 && rb.MaxPos > 0 {
+			pct += rb.MaxPos * 100
+			pctMS += rb.ReadMS
+		}
+		if rb.ReadMS > 0 && rb.PageViews > 0 {
+			pages += rb.PageViews
+			pageMS += rb.ReadMS
+		}
+		books = append(books, rb)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if pctMS > 0 {
+		v := round2(pct / hours(pctMS))
+		out.PercentPerHour = &v
+	}
+	if pageMS > 0 {
+		v := round2(float64(pages) / hours(pageMS))
+		out.PagesPerHour = &v
+	}
+	sort.Slice(books, func(i, j int) bool {
+		if books[i].Last != books[j].Last {
+			return books[i].Last > books[j].Last
+		}
+		return books[i].Book < books[j].Book
+	})
+	for _, rb := range books {
+		if rb.Finished != 0 {
+			continue
+		}
+		ip := InProgress{Book: rb.Book, LastRead: time.UnixMilli(rb.Last).UTC()}
+		if rb.PosAt != 0 {
+			p := rb.Pos
+			ip.Position = &p
+			rate := 0.0 // percent per hour
+			if rb.ReadMS >= minOwnSpeedMS && rb.MaxPos > 0 {
+				rate = rb.MaxPos * 100 / hours(rb.ReadMS)
+			} else if out.PercentPerHour != nil {
+				rate = pct / hours(pctMS)
+			}
+			if rate > 0 {
+				m := round2((1 - p) * 100 / rate * 60)
+				ip.MinutesLeft = &m
+			}
+		}
+		out.ContinueReading = append(out.ContinueReading, ip)
+	}
+	return out, nil
+}
+
+// streaks returns the current streak (consecutive reading days ending today, or yesterday when
+// the reader has not read yet today) and the longest streak ever.
+func streaks(active map[civil]bool, today civil) (current, longest int) {
+	days := make([]civil, 0, len(active))
+	for d := range active {
+		days = append(days, d)
+	}
+	sort.Slice(days, func(i, j int) bool { return days[i].before(days[j]) })
+	run := 0
+	for i, d := range days {
+		if i > 0 && days[i-1].add(1) == d {
+			run++
+		} else {
+			run = 1
+		}
+		longest = max(longest, run)
+	}
+	d := today
+	if !active[d] {
+		d = d.add(-1)
+	}
+	for active[d] {
+		current++
+		d = d.add(-1)
+	}
+	return current, longest
+}
+
+// Passage is a highlighted passage and how many readers highlighted it.
+type Passage struct {
+	Text    string `json:"text"`
+	Readers int    `json:"readers"`
+}
+
+// Bucket is one tenth of a book in the abandonment curve.
+type Bucket struct {
+	From    float64 `json:"from"`
+	To      float64 `json:"to"`
+	Readers int     `json:"readers"`
+}
+
+// BookStats is the answer to GET /v1/books/{id}/stats.
+type BookStats struct {
+	Book                string    `json:"book"`
+	AsOf                time.Time `json:"as_of"`
+	ReadersStarted      int       `json:"readers_started"`
+	ReadersFinished     int       `json:"readers_finished"`
+	CompletionRate      *float64  `json:"completion_rate"`
+	MedianHoursToFinish *float64  `json:"median_hours_to_finish"`
+	ReadersAbandoned    int       `json:"readers_abandoned"`
+	Abandonment         []Bucket  `json:"abandonment_curve"`
+	AbandonedNoPosition int       `json:"abandoned_without_position"`
+	Ratings             int       `json:"ratings"`
+	AverageRating       *float64  `json:"average_rating"`
+	RatingHistogram     [5]int    `json:"rating_histogram"`
+	Highlights          int64     `json:"highlights"`
+	TopPassages         []Passage `json:"most_highlighted"`
+	ReadingHours        float64   `json:"reading_hours"`
+}
+
+// Book computes a book's statistics as of a moment (which decides who has abandoned it).
+func Book(src state.Reader, book string, asOf time.Time) (*BookStats, error) {
+	out := &BookStats{Book: book, AsOf: asOf.UTC(), TopPassages: []Passage{}}
+	for i := range 10 {
+		out.Abandonment = append(out.Abandonment, Bucket{From: float64(i) / 10, To: float64(i+1) / 10})
+	}
+	cutoff := asOf.Add(-AbandonAfter).UnixMilli()
+	var finishHours []float64
+	var ratingSum, readMS int64
+	any := false
+	err := state.ScanPrefix(src, bookReadersPrefix(book), func(_, v []byte) error {
+		any = true
+		var rb ReaderBook
+		if err := json.Unmarshal(v, &rb); err != nil {
+			return err
+		}
+		if rb.Rating > 0 {
+			out.Ratings++
+			ratingSum += int64(rb.Rating)
+			out.RatingHistogram[rb.Rating-1]++
+		}
+		out.Highlights += rb.Highlights
+		readMS += rb.ReadMS
+		if !rb.Started() {
+			return nil
+		}
+		out.ReadersStarted++
+		switch {
+		case rb.Finished != 0:
+			out.ReadersFinished++
+			finishHours = append(finishHours, hours(max(0, rb.Finished-rb.First)))
+		case rb.Last < cutoff:
+			out.ReadersAbandoned++
+			if rb.PosAt == 0 {
+				out.AbandonedNoPosition++
+			} else {
+				out.Abandonment[min(9, int(rb.Pos*10))].Readers++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !any {
+		return nil, ErrNotFound
+	}
+	out.ReadingHours = round2(hours(readMS))
+	if out.ReadersStarted > 0 {
+		v := round4(float64(out.ReadersFinished) / float64(out.ReadersStarted))
+		out.CompletionRate = &v
+	}
+	if len(finishHours) > 0 {
+		sort.Float64s(finishHours)
+		n := len(finishHours)
+		m := finishHours[n/2]
+		if n%2 == 0 {
+			m = (finishHours[n/2-1] + finishHours[n/2]) / 2
+		}
+		m = round2(m)
+		out.MedianHoursToFinish = &m
+	}
+	if out.Ratings > 0 {
+		v := round2(float64(ratingSum) / float64(out.Ratings))
+		out.AverageRating = &v
+	}
+	out.TopPassages, err = topPassages(src, book, 10)
+	return out, err
+}
+
+func topPassages(src state.Reader, book string, n int) ([]Passage, error) {
+	prefix := highlightsPrefix(book)
+	type group struct {
+		text    string
+		readers int
+	}
+	groups := map[string]*group{}
+	err := state.ScanPrefix(src, prefix, func(k, v []byte) error {
+		hash := string(k[len(prefix) : len(prefix)+16])
+		g := groups[hash]
+		if g == nil {
+			g = &group{text: string(v)}
+			groups[hash] = g
+		}
+		g.readers++
+		if string(v) < g.text {
+			g.text = string(v)
+		}
+		return nil
+	})
+	out := make([]Passage, 0, len(groups))
+	for _, g := range groups {
+		out = append(out, Passage{Text: g.text, Readers: g.readers})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Readers != out[j].Readers {
+			return out[i].Readers > out[j].Readers
+		}
+		return out[i].Text < out[j].Text
+	})
+	if len(out) > n {
+		out = out[:n]
+	}
+	return out, err
+}
+
+// TrendingBook is one entry of GET /v1/trending.
+type TrendingBook struct {
+	Book   string  `json:"book"`
+	Score  float64 `json:"score"`
+	Starts int     `json:"starts"`
+}
+
+// Trending ranks books by readers starting them: each start in the 30 days up to as_of counts
+// 0.5^(age / 3 days), so a start today counts 1 and one a week ago about 0.2.
+func Trending(src state.Reader, asOf time.Time, n int) ([]TrendingBook, error) {
+	nowHour := asOf.Unix() / 3600
+	fromHour := asOf.Add(-TrendingWindow).Unix() / 3600
+	lower := binary.BigEndian.AppendUint64(append([]byte(nil), startsPrefix...), uint64(max(0, fromHour)))
+	upper := binary.BigEndian.AppendUint64(append([]byte(nil), startsPrefix...), uint64(nowHour+1))
+	byBook := map[string]*TrendingBook{}
+	err := src.Scan(lower, upper, func(k, _ []byte) error {
+		rest := k[len(startsPrefix):]
+		hour := int64(binary.BigEndian.Uint64(rest))
+		book := string(rest[9 : 9+indexSep(rest[9:])])
+		ageHours := float64(asOf.Unix())/3600 - (float64(hour) + 0.5)
+		w := math.Pow(0.5, max(0, ageHours)/TrendingHalfLife.Hours())
+		tb := byBook[book]
+		if tb == nil {
+			tb = &TrendingBook{Book: book}
+			byBook[book] = tb
+		}
+		tb.Score += w
+		tb.Starts++
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TrendingBook, 0, len(byBook))
+	for _, tb := range byBook {
+		tb.Score = round4(tb.Score)
+		out = append(out, *tb)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Score != out[j].Score {
+			return out[i].Score > out[j].Score
+		}
+		return out[i].Book < out[j].Book
+	})
+	if len(out) > n {
+		out = out[:n]
+	}
+	return out, nil
+}
+
+func indexSep(b []byte) int {
+	for i, c := range b {
+		if c == 0 {
+			return i
+		}
+	}
+	return len(b)
+}
+
+// DayCount is a number of readers on one UTC day.
+type DayCount struct {
+	Date    string `json:"date"`
+	Readers int    `json:"readers"`
+}
+
+// PlatformStats is the answer to GET /v1/stats.
+type PlatformStats struct {
+	AsOf   time.Time       `json:"as_of"`
+	DAU    int             `json:"daily_active_readers"`
+	MAU    int             `json:"monthly_active_readers"`
+	Daily  []DayCount      `json:"daily_active_series"`
+	Totals PartitionCounts `json:"totals"`
+}
+
+// Platform computes daily active readers (readers with a reading event on as_of's UTC day),
+// monthly active readers (distinct readers over the 30 UTC days ending that day), the daily
+// series, and totals.
+func Platform(src state.Reader, asOf time.Time) (*PlatformStats, error) {
+	out := &PlatformStats{AsOf: asOf.UTC(), Daily: []DayCount{}}
+	month := map[string]struct{}{}
+	today := civilOf(asOf.UTC())
+	for i := MAUWindowDays - 1; i >= 0; i-- {
+		day := today.add(-i).String()
+		prefix := activePrefix(day)
+		n := 0
+		err := state.ScanPrefix(src, prefix, func(k, _ []byte) error {
+			n++
+			month[string(k[len(prefix):])] = struct{}{}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		out.Daily = append(out.Daily, DayCount{Date: day, Readers: n})
+	}
+	out.DAU = out.Daily[len(out.Daily)-1].Readers
+	out.MAU = len(month)
+	err := state.ScanPrefix(src, countsPrefix, func(_, v []byte) error {
+		var c PartitionCounts
+		if err := json.Unmarshal(v, &c); err != nil {
+			return err
+		}
+		out.Totals.Events += c.Events
+		out.Totals.ReadingEvents += c.ReadingEvents
+		out.Totals.Readers += c.Readers
+		out.Totals.ReaderBooks += c.ReaderBooks
+		return nil
+	})
+	return out, err
+}
+
+// civil is a calendar date, free of time zones and daylight saving.
+type civil struct {
+	y int
+	m time.Month
+	d int
+}
+
+func civilOf(t time.Time) civil { return civil{t.Year(), t.Month(), t.Day()} }
+func (c civil) add(days int) civil {
+	return civilOf(time.Date(c.y, c.m, c.d+days, 12, 0, 0, 0, time.UTC))
+}
+func (c civil) before(o civil) bool {
+	return c.y < o.y || (c.y == o.y && (c.m < o.m || (c.m == o.m && c.d < o.d)))
+}
+func (c civil) String() string {
+	return time.Date(c.y, c.m, c.d, 0, 0, 0, 0, time.UTC).Format("2006-01-02")
+}
+
+func hours(ms int64) float64   { return float64(ms) / 3_600_000 }
+func minutes(ms int64) float64 { return round2(float64(ms) / 60_000) }
+func round2(v float64) float64 { return math.Round(v*100) / 100 }
+func round4(v float64) float64 { return math.Round(v*10000) / 10000 }

@@ -1,0 +1,126 @@
+// Package insights folds reading events into per-reader, per-book and platform state, and answers
+// the insight queries (reading time, streaks, speed, completion, abandonment, trending) from it.
+package insights
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"time"
+)
+
+// Every record merges events with commutative operations only (min, max, sums, set union, and
+// "latest by (event time, event id)"), so the state after a set of events is the same whatever
+// order they arrive in. That is what makes late and out-of-order events harmless and lets
+// `dogear rebuild` reproduce live state exactly.
+
+// ReaderBook is what dogear knows about one reader and one book. Times are Unix milliseconds.
+type ReaderBook struct {
+	Reader string `json:"r"`
+	Book   string `json:"b"`
+	// First and Last are the earliest and latest reading events (0: never read, only bought,
+	// sampled, shelved or rated).
+	First int64 `json:"f,omitempty"`
+	Last  int64 `json:"l,omitempty"`
+	// Pos is the position of the latest event that carried one, ordered by (PosAt, PosID).
+	Pos    float64 `json:"p,omitempty"`
+	PosAt  int64   `json:"pt,omitempty"`
+	PosID  string  `json:"pi,omitempty"`
+	MaxPos float64 `json:"mp,omitempty"`
+	// Pages is the longest book length in pages that a device reported.
+	Pages      int    `json:"np,omitempty"`
+	Finished   int64  `json:"fin,omitempty"` // earliest finish
+	ReadMS     int64  `json:"ms,omitempty"`
+	PageViews  int64  `json:"pv,omitempty"`
+	PageMS     int64  `json:"pms,omitempty"` // reading time of page events, for pages per hour
+	Rating     int    `json:"rt,omitempty"`
+	RatedAt    int64  `json:"rta,omitempty"`
+	RatingID   string `json:"rti,omitempty"`
+	Highlights int64  `json:"h,omitempty"`
+	Shelved    int64  `json:"sh,omitempty"`
+	Purchased  int64  `json:"pu,omitempty"`
+	Sampled    int64  `json:"sa,omitempty"`
+}
+
+// Started reports whether the reader has read any of the book.
+func (rb *ReaderBook) Started() bool { return rb.First != 0 }
+
+// ReaderMeta is per-reader bookkeeping: time zone (latest by event time) and event counts.
+type ReaderMeta struct {
+	TZ     string `json:"tz,omitempty"`
+	TZAt   int64  `json:"tza,omitempty"`
+	TZID   string `json:"tzi,omitempty"`
+	Events int64  `json:"n"`
+	First  int64  `json:"f"`
+	Last   int64  `json:"l"`
+}
+
+// Slot is a reader's reading activity in one 15-minute slot of UTC time. Every time zone's
+// offset is a multiple of 15 minutes, so slots fall into local days exactly whatever the zone.
+type Slot struct {
+	MS     int64 `json:"ms,omitempty"`
+	Events int64 `json:"n"`
+}
+
+const slotSeconds = 15 * 60
+
+// PartitionCounts are per-partition totals; summed over partitions they are platform totals.
+type PartitionCounts struct {
+	Events        int64 `json:"events"`
+	ReadingEvents int64 `json:"reading_events"`
+	Readers       int64 `json:"readers"`
+	ReaderBooks   int64 `json:"reader_books"`
+}
+
+// Key layout. Ids cannot contain control characters, so \x00 separates components without
+// ambiguity and every prefix scan is exact. Each key is owned by the partition of the reader in
+// it, so processors of different partitions never write the same key.
+const sep = "\x00"
+
+func readerPrefix(reader string) []byte { return []byte("r" + sep + reader + sep) }
+func metaKey(reader string) []byte      { return append(readerPrefix(reader), 'm') }
+func readerBookKey(reader, book string) []byte {
+	return []byte("r" + sep + reader + sep + "b" + sep + book)
+}
+func readerBooksPrefix(reader string) []byte { return []byte("r" + sep + reader + sep + "b" + sep) }
+func bookReaderKey(book, reader string) []byte {
+	return []byte("b" + sep + book + sep + "r" + sep + reader)
+}
+func bookReadersPrefix(book string) []byte { return []byte("b" + sep + book + sep + "r" + sep) }
+func seenKey(reader, id string) []byte     { return []byte("r" + sep + reader + sep + "e" + sep + id) }
+func slotsPrefix(reader string) []byte     { return []byte("r" + sep + reader + sep + "t" + sep) }
+func slotKey(reader string, slot int64) []byte {
+	return binary.BigEndian.AppendUint64(slotsPrefix(reader), uint64(slot))
+}
+func highlightsPrefix(book string) []byte { return []byte("b" + sep + book + sep + "h" + sep) }
+func highlightKey(book, hash, reader string) []byte {
+	return []byte("b" + sep + book + sep + "h" + sep + hash + sep + reader)
+}
+
+// Platform keys: active readers by UTC day, and book starts by UTC hour.
+func activePrefix(day string) []byte { return []byte("p" + sep + "a" + sep + day + sep) }
+func activeKey(day, reader string) []byte {
+	return append(activePrefix(day), reader...)
+}
+
+var startsPrefix = []byte("p" + sep + "s" + sep)
+
+func startKey(hour int64, book, reader string) []byte {
+	k := binary.BigEndian.AppendUint64(append([]byte(nil), startsPrefix...), uint64(hour))
+	return append(k, sep+book+sep+reader...)
+}
+
+var countsPrefix = []byte("p" + sep + "c" + sep)
+
+func countsKey(partition int) []byte {
+	return binary.BigEndian.AppendUint16(append([]byte(nil), countsPrefix...), uint16(partition))
+}
+
+func dayString(ms int64) string { return time.UnixMilli(ms).UTC().Format("2006-01-02") }
+
+func encode(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("insights: encode: " + err.Error())
+	}
+	return b
+}

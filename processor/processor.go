@@ -1,0 +1,193 @@
+// Package processor reads the event log partition by partition and folds each event into state
+// exactly once, committing the state change and the partition's next offset in one atomic write.
+package processor
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/dogear-dev/dogear/event"
+	"github.com/dogear-dev/dogear/eventlog"
+	"github.com/dogear-dev/dogear/insights"
+	"github.com/dogear-dev/dogear/state"
+)
+
+// BatchSize is how many records one state commit covers. Larger batches amortise the commit;
+// smaller ones make fresh events visible sooner.
+const BatchSize = 2000
+
+var eventsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "dogear_processor_events_total",
+	Help: "Log records processed, by result: applied, duplicate (event id applied before) or corrupt (undecodable, skipped).",
+}, []string{"result"})
+
+// Processor folds the log into state. Partitions are processed concurrently, each by one
+// goroutine, because every state key belongs to exactly one partition.
+type Processor struct {
+	log     eventlog.Log
+	store   state.Store
+	applied []atomic.Int64 // next offset per partition, as committed
+	logger  *slog.Logger
+}
+
+// New returns a processor of log into store.
+func New(log eventlog.Log, store state.Store, logger *slog.Logger) (*Processor, error) {
+	p := &Processor{log: log, store: store, applied: make([]atomic.Int64, log.Partitions()), logger: logger}
+	for part := range p.applied {
+		off, err := store.Offset(part)
+		if err != nil {
+			return nil, err
+		}
+		p.applied[part].Store(off)
+	}
+	return p, nil
+}
+
+// Run processes every partition until ctx ends, waiting for new records when caught up.
+func (p *Processor) Run(ctx context.Context) error { return p.each(ctx, false) }
+
+// CatchUp processes every partition up to its end as of the call, then returns.
+func (p *Processor) CatchUp(ctx context.Context) error { return p.each(ctx, true) }
+
+func (p *Processor) each(ctx context.Context, untilEnd bool) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(p.applied))
+	for part := range p.applied {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[part] = p.partition(ctx, part, untilEnd)
+		}()
+	}
+	wg.Wait()
+	err := errors.Join(errs...)
+	if errors.Is(err, context.Canceled) && !untilEnd {
+		return nil
+	}
+	return err
+}
+
+func (p *Processor) partition(ctx context.Context, part int, untilEnd bool) error {
+	off := p.applied[part].Load()
+	stop := int64(-1)
+	if untilEnd {
+		end, err := p.log.End(part)
+		if err != nil {
+			return err
+		}
+		stop = end
+	}
+	var w state.Writes
+	tx := &overlay{store: p.store, w: &w}
+	// The poll timer covers logs whose Changed channel cannot see every append (another process
+	// writing to Kafka).
+	poll := time.NewTicker(time.Second)
+	defer poll.Stop()
+	for {
+		if stop >= 0 && off >= stop {
+			return nil
+		}
+		changed := p.log.Changed()
+		recs, err := p.log.Read(ctx, part, off, BatchSize)
+		if err != nil {
+			return err
+		}
+		if len(recs) == 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-changed:
+			case <-poll.C:
+			}
+			continue
+		}
+		w.Reset()
+		var applied, dups, corrupt float64
+		for i := range recs {
+			e, err := event.Unmarshal(recs[i].Value)
+			if err != nil {
+				// A record that was validated on the way in cannot fail to decode unless the log
+				// was damaged; skipping it keeps every other reader's state going.
+				p.logger.Error("skipping undecodable log record", "partition", part, "offset", recs[i].Offset, "err", err)
+				corrupt++
+				continue
+			}
+			ok, err := insights.Apply(tx, part, &e)
+			if err != nil {
+				return err
+			}
+			if ok {
+				applied++
+			} else {
+				dups++
+			}
+		}
+		next := recs[len(recs)-1].Offset + 1
+		if err := p.store.Commit(part, next, &w); err != nil {
+			return err
+		}
+		off = next
+		p.applied[part].Store(off)
+		eventsTotal.WithLabelValues("applied").Add(applied)
+		eventsTotal.WithLabelValues("duplicate").Add(dups)
+		eventsTotal.WithLabelValues("corrupt").Add(corrupt)
+	}
+}
+
+// Lag is, per partition, how many log records are not yet folded into state.
+func (p *Processor) Lag() []int64 {
+	lag := make([]int64, len(p.applied))
+	for part := range p.applied {
+		end, err := p.log.End(part)
+		if err != nil {
+			continue
+		}
+		lag[part] = max(0, end-p.applied[part].Load())
+	}
+	return lag
+}
+
+// TotalLag is the sum of Lag.
+func (p *Processor) TotalLag() int64 {
+	var n int64
+	for _, l := range p.Lag() {
+		n += l
+	}
+	return n
+}
+
+var lagDesc = prometheus.NewDesc("dogear_processor_lag_events",
+	"Log records not yet folded into state, per partition.", []string{"partition"}, nil)
+
+// Describe implements prometheus.Collector.
+func (p *Processor) Describe(ch chan<- *prometheus.Desc) { ch <- lagDesc }
+
+// Collect implements prometheus.Collector: lag is computed at scrape time, so it is never stale.
+func (p *Processor) Collect(ch chan<- prometheus.Metric) {
+	for part, l := range p.Lag() {
+		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(l), strconv.Itoa(part))
+	}
+}
+
+// overlay lets a batch read its own uncommitted writes.
+type overlay struct {
+	store state.Store
+	w     *state.Writes
+}
+
+func (o *overlay) Get(k []byte) ([]byte, bool, error) {
+	if v, found, del := o.w.Lookup(k); found {
+		return v, !del, nil
+	}
+	return o.store.Get(k)
+}
+func (o *overlay) Put(k, v []byte) { o.w.Put(k, v) }
+func (o *overlay) Delete(k []byte) { o.w.Delete(k) }

@@ -1,0 +1,223 @@
+// Package server assembles one dogear process on embedded storage: event log and state under a
+// data directory, processors, and the HTTP listener for ingest, queries, health and metrics.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/dogear-dev/dogear/api"
+	"github.com/dogear-dev/dogear/eventlog"
+	"github.com/dogear-dev/dogear/ingest"
+	"github.com/dogear-dev/dogear/internal/httpjson"
+	"github.com/dogear-dev/dogear/processor"
+	"github.com/dogear-dev/dogear/state"
+)
+
+// Config is everything `dogear serve` can be told.
+type Config struct {
+	DataDir    string
+	Addr       string
+	Partitions int   // 0: the log's stored count, or eventlog.DefaultPartitions for a new one
+	CacheBytes int64 // block cache of each embedded store
+	Ingest     ingest.Config
+	Logger     *slog.Logger
+}
+
+// DefaultConfig is what `dogear serve` does with no flags.
+func DefaultConfig() Config {
+	return Config{
+		DataDir: "dogear-data", Addr: "127.0.0.1:8080", CacheBytes: 256 << 20,
+		Ingest: ingest.DefaultConfig(), Logger: slog.Default(),
+	}
+}
+
+// Stores are the opened embedded log and state of a data directory.
+type Stores struct {
+	Log   *eventlog.Pebble
+	State *state.Pebble
+}
+
+// Open opens the log and state under dataDir.
+func Open(cfg Config) (*Stores, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, err
+	}
+	log, err := eventlog.OpenPebble(filepath.Join(cfg.DataDir, "log"), cfg.Partitions, cfg.CacheBytes)
+	if err != nil {
+		return nil, err
+	}
+	st, err := state.OpenPebble(filepath.Join(cfg.DataDir, "state"), cfg.CacheBytes)
+	if err != nil {
+		log.Close()
+		return nil, err
+	}
+	return &Stores{Log: log, State: st}, nil
+}
+
+// Close closes both stores.
+func (s *Stores) Close() error { return errors.Join(s.State.Close(), s.Log.Close()) }
+
+// Server is a running dogear process.
+type Server struct {
+	cfg      Config
+	stores   *Stores
+	proc     *processor.Processor
+	http     *http.Server
+	ln       net.Listener
+	cancel   context.CancelFunc
+	procDone chan error
+	ready    atomic.Bool
+}
+
+// Start opens storage, starts processors and begins serving on cfg.Addr.
+func Start(cfg Config) (*Server, error) {
+	stores, err := Open(cfg)
+	if err != nil {
+		return nil, err
+	}
+	proc, err := processor.New(stores.Log, stores.State, cfg.Logger)
+	if err != nil {
+		stores.Close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		stores.Close()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	s := &Server{cfg: cfg, stores: stores, proc: proc, ln: ln, procDone: make(chan error, 1)}
+	s.http = &http.Server{
+		Handler: s.routes(),
+		// Slow or stalled clients cannot hold connections forever.
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		WriteTimeout:      2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	go func() { s.procDone <- proc.Run(ctx) }()
+	go func() {
+		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			cfg.Logger.Error("http server stopped", "err", err)
+		}
+	}()
+	s.ready.Store(true)
+	return s, nil
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("POST /v1/events", ingest.New(s.stores.Log, s.cfg.Ingest, s.cfg.Logger))
+	api.New(s.stores.State, s.proc, s.cfg.Logger).Register(mux)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		httpjson.Write(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		body := map[string]any{"processor_lag_events": s.proc.TotalLag()}
+		if !s.ready.Load() {
+			body["status"] = "shutting down"
+			httpjson.Write(w, http.StatusServiceUnavailable, body)
+			return
+		}
+		body["status"] = "ready"
+		httpjson.Write(w, http.StatusOK, body)
+	})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.proc)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{prometheus.DefaultGatherer, reg}, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		httpjson.Fail(w, http.StatusNotFound, httpjson.Error{Error: fmt.Sprintf("no route %s %s; see docs/openapi.yaml", r.Method, r.URL.Path)})
+	})
+	return mux
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Processor gives access to the running processor (lag, catch-up).
+func (s *Server) Processor() *processor.Processor { return s.proc }
+
+// Shutdown stops accepting requests, waits for in-flight ones (acknowledged events are already
+// durable), stops processors and closes storage.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.ready.Store(false)
+	herr := s.http.Shutdown(ctx)
+	s.cancel()
+	perr := <-s.procDone
+	return errors.Join(herr, perr, s.stores.Close())
+}
+
+// Rebuild recomputes all state from the log: the old state is removed and every partition is
+// processed again from offset 0.
+func Rebuild(ctx context.Context, cfg Config) error {
+	if err := os.RemoveAll(filepath.Join(cfg.DataDir, "state")); err != nil {
+		return err
+	}
+	stores, err := Open(cfg)
+	if err != nil {
+		return err
+	}
+	proc, err := processor.New(stores.Log, stores.State, cfg.Logger)
+	if err != nil {
+		stores.Close()
+		return err
+	}
+	return errors.Join(proc.CatchUp(ctx), stores.Close())
+}
+
+// Verify checks that live state equals a rebuild: it brings the state up to the end of the log,
+// rebuilds a second state from the log in a scratch folder, and compares every key, value and
+// partition offset. It returns a description of the first difference, or "" when equal.
+func Verify(ctx context.Context, cfg Config) (string, error) {
+	stores, err := Open(cfg)
+	if err != nil {
+		return "", err
+	}
+	defer stores.Close()
+	proc, err := processor.New(stores.Log, stores.State, cfg.Logger)
+	if err != nil {
+		return "", err
+	}
+	if err := proc.CatchUp(ctx); err != nil {
+		return "", err
+	}
+	scratch, err := os.MkdirTemp(cfg.DataDir, "verify-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(scratch)
+	fresh, err := state.OpenPebble(scratch, cfg.CacheBytes)
+	if err != nil {
+		return "", err
+	}
+	defer fresh.Close()
+	rebuilt, err := processor.New(stores.Log, fresh, cfg.Logger)
+	if err != nil {
+		return "", err
+	}
+	if err := rebuilt.CatchUp(ctx); err != nil {
+		return "", err
+	}
+	for p := 0; p < stores.Log.Partitions(); p++ {
+		a, _ := stores.State.Offset(p)
+		b, _ := fresh.Offset(p)
+		if a != b {
+			return fmt.Sprintf("partition %d: live state at offset %d, rebuild at %d", p, a, b), nil
+		}
+	}
+	return state.Diff(stores.State, fresh)
+}
