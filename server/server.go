@@ -3,9 +3,12 @@
 package server
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -220,4 +223,42 @@ func Verify(ctx context.Context, cfg Config) (string, error) {
 		}
 	}
 	return state.Diff(stores.State, fresh)
+}
+
+// DumpRecord is one line of `dogear dump`.
+type DumpRecord struct {
+	Partition int             `json:"partition"`
+	Offset    int64           `json:"offset"`
+	Event     json.RawMessage `json:"event"`
+}
+
+// Dump writes every record of the event log as NDJSON, partition by partition in offset order.
+func Dump(ctx context.Context, cfg Config, w io.Writer) (int64, error) {
+	log, err := eventlog.OpenPebble(filepath.Join(cfg.DataDir, "log"), 0, cfg.CacheBytes)
+	if err != nil {
+		return 0, err
+	}
+	defer log.Close()
+	bw := bufio.NewWriter(w)
+	enc := json.NewEncoder(bw)
+	var n int64
+	for p := 0; p < log.Partitions(); p++ {
+		for off := int64(0); ; {
+			recs, err := log.Read(ctx, p, off, 10_000)
+			if err != nil {
+				return n, err
+			}
+			if len(recs) == 0 {
+				break
+			}
+			for _, r := range recs {
+				if err := enc.Encode(DumpRecord{Partition: p, Offset: r.Offset, Event: r.Value}); err != nil {
+					return n, err
+				}
+				n++
+			}
+			off = recs[len(recs)-1].Offset + 1
+		}
+	}
+	return n, bw.Flush()
 }

@@ -33,6 +33,7 @@ func commands() []command {
 	return []command{
 		{"serve", "run ingest, processors and the query API on embedded storage", serve},
 		{"rebuild", "recompute all state from the event log (--check compares instead)", rebuild},
+		{"dump", "write every event in the log as NDJSON (partition, offset, event)", dump},
 		{"loadgen", "send realistic synthetic reading events to a server, or write them as NDJSON", loadgenCmd},
 		{"bench", "benchmark durable ingest, processing and queries on this machine", benchCmd},
 		{"version", "print the version", func([]string) error { fmt.Println(versionString()); return nil }},
@@ -176,6 +177,23 @@ func rebuild(args []string) error {
 	}
 	fmt.Printf("state rebuilt from the log in %v\n", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+func dump(args []string) error {
+	cfg := server.DefaultConfig()
+	fs := newFlags("dump", "Write every event of the embedded log as NDJSON, partition by partition in offset order")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "folder of the embedded event log and state")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if _, err := os.Stat(cfg.DataDir); err != nil {
+		return fmt.Errorf("no data directory %s: %w", cfg.DataDir, err)
+	}
+	n, err := server.Dump(context.Background(), cfg, os.Stdout)
+	if err == nil {
+		fmt.Fprintf(os.Stderr, "%d events\n", n)
+	}
+	return err
 }
 
 func loadgenCmd(args []string) error {
