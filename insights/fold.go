@@ -3,7 +3,6 @@ package insights
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"unicode"
@@ -49,7 +48,7 @@ func Apply(tx Tx, partition int, e *event.Event) (bool, error) {
 	if e.TZ != "" && later(at, e.ID, meta.TZAt, meta.TZID) {
 		meta.TZ, meta.TZAt, meta.TZID = e.TZ, at, e.ID
 	}
-	tx.Put(metaKey(e.Reader), encode(&meta))
+	tx.Put(metaKey(e.Reader), encodeRecord(&meta))
 
 	var rb ReaderBook
 	found, err = loadFound(tx, readerBookKey(e.Reader, e.Book), &rb)
@@ -78,10 +77,10 @@ func Apply(tx Tx, partition int, e *event.Event) (bool, error) {
 	case event.Sample:
 		rb.Sampled = minNonZero(rb.Sampled, at)
 	}
-	v := encode(&rb)
+	v := encodeRecord(&rb)
 	tx.Put(readerBookKey(e.Reader, e.Book), v)
 	tx.Put(bookReaderKey(e.Book, e.Reader), v)
-	tx.Put(countsKey(partition), encode(&counts))
+	tx.Put(countsKey(partition), encodeRecord(&counts))
 	return true, nil
 }
 
@@ -134,7 +133,7 @@ func applyReading(tx Tx, rb *ReaderBook, e *event.Event, at int64) error {
 	}
 	slot.MS += ms
 	slot.Events++
-	tx.Put(sk, encode(&slot))
+	tx.Put(sk, encodeRecord(&slot))
 	return nil
 }
 
@@ -183,17 +182,17 @@ func minNonZero(a, b int64) int64 {
 	return a
 }
 
-func load(tx Tx, key []byte, v any) error {
+func load(tx Tx, key []byte, v record) error {
 	_, err := loadFound(tx, key, v)
 	return err
 }
 
-func loadFound(tx Tx, key []byte, v any) (bool, error) {
+func loadFound(tx Tx, key []byte, v record) (bool, error) {
 	b, ok, err := tx.Get(key)
 	if err != nil || !ok {
 		return false, err
 	}
-	if err := json.Unmarshal(b, v); err != nil {
+	if err := decodeRecord(b, v); err != nil {
 		return false, fmt.Errorf("insights: corrupt record %q: %w", key, err)
 	}
 	return true, nil

@@ -2,7 +2,6 @@ package insights
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"math"
 	"sort"
@@ -70,7 +69,7 @@ func Reader(src state.Reader, reader string, asOf time.Time, days int) (*ReaderI
 	if !ok {
 		return nil, ErrNotFound
 	}
-	if err := json.Unmarshal(b, &meta); err != nil {
+	if err := decodeRecord(b, &meta); err != nil {
 		return nil, err
 	}
 	loc := time.UTC
@@ -88,7 +87,7 @@ func Reader(src state.Reader, reader string, asOf time.Time, days int) (*ReaderI
 	var total int64
 	err = state.ScanPrefix(src, slotsPrefix(reader), func(k, v []byte) error {
 		var s Slot
-		if err := json.Unmarshal(v, &s); err != nil {
+		if err := decodeRecord(v, &s); err != nil {
 			return err
 		}
 		slot := int64(binary.BigEndian.Uint64(k[len(k)-8:]))
@@ -118,7 +117,7 @@ func Reader(src state.Reader, reader string, asOf time.Time, days int) (*ReaderI
 	var books []ReaderBook
 	err = state.ScanPrefix(src, readerBooksPrefix(reader), func(_, v []byte) error {
 		var rb ReaderBook
-		if err := json.Unmarshal(v, &rb); err != nil {
+		if err := decodeRecord(v, &rb); err != nil {
 			return err
 		}
 		if !rb.Started() {
@@ -254,7 +253,7 @@ func Book(src state.Reader, book string, asOf time.Time) (*BookStats, error) {
 	err := state.ScanPrefix(src, bookReadersPrefix(book), func(_, v []byte) error {
 		any = true
 		var rb ReaderBook
-		if err := json.Unmarshal(v, &rb); err != nil {
+		if err := decodeRecord(v, &rb); err != nil {
 			return err
 		}
 		if rb.Rating > 0 {
@@ -446,7 +445,7 @@ func Platform(src state.Reader, asOf time.Time) (*PlatformStats, error) {
 	out.MAU = len(month)
 	err := state.ScanPrefix(src, countsPrefix, func(_, v []byte) error {
 		var c PartitionCounts
-		if err := json.Unmarshal(v, &c); err != nil {
+		if err := decodeRecord(v, &c); err != nil {
 			return err
 		}
 		out.Totals.Events += c.Events

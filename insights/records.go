@@ -4,7 +4,6 @@ package insights
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"time"
 )
 
@@ -116,11 +115,3 @@ func countsKey(partition int) []byte {
 }
 
 func dayString(ms int64) string { return time.UnixMilli(ms).UTC().Format("2006-01-02") }
-
-func encode(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic("insights: encode: " + err.Error())
-	}
-	return b
-}

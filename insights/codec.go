@@ -1,0 +1,180 @@
+package insights
+
+import (
+	"encoding/binary"
+	"errors"
+	"math"
+)
+
+// Records are stored in a compact binary form: processors decode and re-encode several records
+// per event, and JSON reflection was the largest cost of processing (docs/benchmarks.md).
+// The first byte is a format version so that the layout can evolve.
+
+const codecVersion = 1
+
+var errCorrupt = errors.New("corrupt record")
+
+type encoder struct{ b []byte }
+
+func newEncoder() *encoder         { return &encoder{b: []byte{codecVersion}} }
+func (e *encoder) int(v int64)     { e.b = binary.AppendVarint(e.b, v) }
+func (e *encoder) float(v float64) { e.b = binary.LittleEndian.AppendUint64(e.b, math.Float64bits(v)) }
+func (e *encoder) str(s string) {
+	e.b = binary.AppendUvarint(e.b, uint64(len(s)))
+	e.b = append(e.b, s...)
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func newDecoder(b []byte) *decoder {
+	if len(b) == 0 || b[0] != codecVersion {
+		return &decoder{err: errCorrupt}
+	}
+	return &decoder{b: b[1:]}
+}
+
+func (d *decoder) int() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errCorrupt
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) float() float64 {
+	if d.err != nil || len(d.b) < 8 {
+		d.err = errCorrupt
+		return 0
+	}
+	v := math.Float64frombits(binary.LittleEndian.Uint64(d.b))
+	d.b = d.b[8:]
+	return v
+}
+
+func (d *decoder) str() string {
+	if d.err != nil {
+		return ""
+	}
+	n, k := binary.Uvarint(d.b)
+	if k <= 0 || uint64(len(d.b)-k) < n {
+		d.err = errCorrupt
+		return ""
+	}
+	s := string(d.b[k : k+int(n)])
+	d.b = d.b[k+int(n):]
+	return s
+}
+
+func (d *decoder) done() error {
+	if d.err == nil && len(d.b) != 0 {
+		return errCorrupt
+	}
+	return d.err
+}
+
+// record is implemented by every stored record type.
+type record interface {
+	encode(*encoder)
+	decode(*decoder)
+}
+
+func encodeRecord(r record) []byte {
+	e := newEncoder()
+	r.encode(e)
+	return e.b
+}
+
+func decodeRecord(b []byte, r record) error {
+	d := newDecoder(b)
+	r.decode(d)
+	return d.done()
+}
+
+func (rb *ReaderBook) encode(e *encoder) {
+	e.str(rb.Reader)
+	e.str(rb.Book)
+	e.int(rb.First)
+	e.int(rb.Last)
+	e.float(rb.Pos)
+	e.int(rb.PosAt)
+	e.str(rb.PosID)
+	e.float(rb.MaxPos)
+	e.int(int64(rb.Pages))
+	e.int(rb.Finished)
+	e.int(rb.ReadMS)
+	e.int(rb.PageViews)
+	e.int(rb.PageMS)
+	e.int(int64(rb.Rating))
+	e.int(rb.RatedAt)
+	e.str(rb.RatingID)
+	e.int(rb.Highlights)
+	e.int(rb.Shelved)
+	e.int(rb.Purchased)
+	e.int(rb.Sampled)
+}
+
+func (rb *ReaderBook) decode(d *decoder) {
+	rb.Reader = d.str()
+	rb.Book = d.str()
+	rb.First = d.int()
+	rb.Last = d.int()
+	rb.Pos = d.float()
+	rb.PosAt = d.int()
+	rb.PosID = d.str()
+	rb.MaxPos = d.float()
+	rb.Pages = int(d.int())
+	rb.Finished = d.int()
+	rb.ReadMS = d.int()
+	rb.PageViews = d.int()
+	rb.PageMS = d.int()
+	rb.Rating = int(d.int())
+	rb.RatedAt = d.int()
+	rb.RatingID = d.str()
+	rb.Highlights = d.int()
+	rb.Shelved = d.int()
+	rb.Purchased = d.int()
+	rb.Sampled = d.int()
+}
+
+func (m *ReaderMeta) encode(e *encoder) {
+	e.str(m.TZ)
+	e.int(m.TZAt)
+	e.str(m.TZID)
+	e.int(m.Events)
+	e.int(m.First)
+	e.int(m.Last)
+}
+
+func (m *ReaderMeta) decode(d *decoder) {
+	m.TZ = d.str()
+	m.TZAt = d.int()
+	m.TZID = d.str()
+	m.Events = d.int()
+	m.First = d.int()
+	m.Last = d.int()
+}
+
+func (s *Slot) encode(e *encoder) { e.int(s.MS); e.int(s.Events) }
+func (s *Slot) decode(d *decoder) { s.MS = d.int(); s.Events = d.int() }
+
+func (c *PartitionCounts) encode(e *encoder) {
+	e.int(c.Events)
+	e.int(c.ReadingEvents)
+	e.int(c.Readers)
+	e.int(c.ReaderBooks)
+}
+
+func (c *PartitionCounts) decode(d *decoder) {
+	c.Events = d.int()
+	c.ReadingEvents = d.int()
+	c.Readers = d.int()
+	c.ReaderBooks = d.int()
+}
