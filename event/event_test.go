@@ -190,3 +190,13 @@ func FuzzSplit(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParse(b *testing.B) {
+	raw := []byte(`{"id":"g1-12345","type":"page","reader":"reader-000042","book":"book-00017","time":"2026-11-20T08:00:00.123Z","device":"kindle-paperwhite","page":42,"pages":300,"duration_ms":61000,"session":"reader-000042-s7"}`)
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		if _, err := Parse(raw, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

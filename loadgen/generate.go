@@ -65,7 +65,7 @@ func New(cfg Config) *Generator {
 			id:       fmt.Sprintf("reader-%06d", i),
 			tz:       zones[rng.IntN(len(zones))],
 			device:   devices[rng.IntN(len(devices))],
-			clock:    cfg.Start.Add(time.Duration(rng.Int64N(int64(span/4) + 1))),
+			clock:    cfg.Start.Add(time.Duration(rng.Int64N(int64(span) + 1))),
 			pagesMin: 0.4 + rng.Float64()*1.6,
 			book:     -1,
 		})

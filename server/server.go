@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -82,6 +83,9 @@ type Server struct {
 	cancel   context.CancelFunc
 	procDone chan error
 	ready    atomic.Bool
+
+	shutdown    sync.Once
+	shutdownErr error
 }
 
 // Start opens storage, starts processors and begins serving on cfg.Addr.
@@ -157,11 +161,14 @@ func (s *Server) Processor() *processor.Processor { return s.proc }
 // Shutdown stops accepting requests, waits for in-flight ones (acknowledged events are already
 // durable), stops processors and closes storage.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.ready.Store(false)
-	herr := s.http.Shutdown(ctx)
-	s.cancel()
-	perr := <-s.procDone
-	return errors.Join(herr, perr, s.stores.Close())
+	s.shutdown.Do(func() {
+		s.ready.Store(false)
+		herr := s.http.Shutdown(ctx)
+		s.cancel()
+		perr := <-s.procDone
+		s.shutdownErr = errors.Join(herr, perr, s.stores.Close())
+	})
+	return s.shutdownErr
 }
 
 // Rebuild recomputes all state from the log: the old state is removed and every partition is
