@@ -127,7 +127,7 @@ func TestInsightDefinitions(t *testing.T) {
 		t.Errorf("b2 readers started %d: a purchase alone is not a start", b2.ReadersStarted)
 	}
 
-	tr, err := insights.Trending(s, asOf, 10)
+	tr, err := insights.Trending(s, asOf, 0, 10)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -87,7 +87,7 @@ func snapshot(t *testing.T, s state.Store, events []event.Event, asOf time.Time)
 		}
 		enc.Encode(bs)
 	}
-	tr, _ := insights.Trending(s, asOf, 50)
+	tr, _ := insights.Trending(s, asOf, 0, 50)
 	enc.Encode(tr)
 	ps, _ := insights.Platform(s, asOf)
 	enc.Encode(ps)

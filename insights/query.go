@@ -353,11 +353,15 @@ type TrendingBook struct {
 	Starts int     `json:"starts"`
 }
 
-// Trending ranks books by readers starting them: each start in the 30 days up to as_of counts
-// 0.5^(age / 3 days), so a start today counts 1 and one a week ago about 0.2.
-func Trending(src state.Reader, asOf time.Time, n int) ([]TrendingBook, error) {
+// Trending ranks books by readers starting them: each start in the window (TrendingWindow, 30
+// days, when 0) up to as_of counts 0.5^(age / 3 days), so a start today counts 1 and one a week
+// ago about 0.2.
+func Trending(src state.Reader, asOf time.Time, window time.Duration, n int) ([]TrendingBook, error) {
+	if window <= 0 {
+		window = TrendingWindow
+	}
 	nowHour := asOf.Unix() / 3600
-	fromHour := asOf.Add(-TrendingWindow).Unix() / 3600
+	fromHour := asOf.Add(-window).Unix() / 3600
 	lower := binary.BigEndian.AppendUint64(append([]byte(nil), startsPrefix...), uint64(max(0, fromHour)))
 	upper := binary.BigEndian.AppendUint64(append([]byte(nil), startsPrefix...), uint64(nowHour+1))
 	byBook := map[string]*TrendingBook{}

@@ -22,11 +22,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/dogear-dev/dogear/api"
+	"github.com/dogear-dev/dogear/catalog"
 	"github.com/dogear-dev/dogear/eventlog"
 	"github.com/dogear-dev/dogear/ingest"
 	"github.com/dogear-dev/dogear/internal/httpjson"
 	"github.com/dogear-dev/dogear/processor"
+	"github.com/dogear-dev/dogear/recommend"
+	"github.com/dogear-dev/dogear/registry"
 	"github.com/dogear-dev/dogear/state"
+	"github.com/dogear-dev/dogear/trainer"
 )
 
 // Config is everything `dogear serve` can be told.
@@ -37,6 +41,9 @@ type Config struct {
 	CacheBytes int64 // block cache of each embedded store
 	Ingest     ingest.Config
 	Logger     *slog.Logger
+	// TrainInterval is how often the trainer retrains the recommender (0: only on request).
+	TrainInterval time.Duration
+	Recommender   recommend.NeighborParams
 }
 
 // DefaultConfig is what `dogear serve` does with no flags.
@@ -44,6 +51,7 @@ func DefaultConfig() Config {
 	return Config{
 		DataDir: "dogear-data", Addr: "127.0.0.1:8080", CacheBytes: 256 << 20,
 		Ingest: ingest.DefaultConfig(), Logger: slog.Default(),
+		TrainInterval: 10 * time.Minute, Recommender: trainer.DefaultParams,
 	}
 }
 
@@ -82,6 +90,9 @@ type Server struct {
 	ln       net.Listener
 	cancel   context.CancelFunc
 	procDone chan error
+	registry *registry.Dir
+	trainer  *trainer.Trainer
+	catalog  *catalog.Catalog
 	ready    atomic.Bool
 
 	shutdown    sync.Once
@@ -99,12 +110,23 @@ func Start(cfg Config) (*Server, error) {
 		stores.Close()
 		return nil, err
 	}
+	reg, err := registry.OpenDir(filepath.Join(cfg.DataDir, "models"))
+	if err != nil {
+		stores.Close()
+		return nil, err
+	}
+	cat, err := catalog.Load(cfg.DataDir)
+	if err != nil {
+		stores.Close()
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		stores.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	s := &Server{cfg: cfg, stores: stores, proc: proc, ln: ln, procDone: make(chan error, 1)}
+	s := &Server{cfg: cfg, stores: stores, proc: proc, ln: ln, procDone: make(chan error, 1),
+		registry: reg, catalog: cat, trainer: trainer.New(stores.State, reg, cfg.Recommender, cfg.Logger)}
 	s.http = &http.Server{
 		Handler: s.routes(),
 		// Slow or stalled clients cannot hold connections forever.
@@ -117,6 +139,9 @@ func Start(cfg Config) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	go func() { s.procDone <- proc.Run(ctx) }()
+	if cfg.TrainInterval > 0 {
+		go s.trainer.Run(ctx, cfg.TrainInterval)
+	}
 	go func() {
 		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			cfg.Logger.Error("http server stopped", "err", err)
@@ -129,7 +154,9 @@ func Start(cfg Config) (*Server, error) {
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/events", ingest.New(s.stores.Log, s.cfg.Ingest, s.cfg.Logger))
-	api.New(s.stores.State, s.proc, s.cfg.Logger).Register(mux)
+	q := api.New(s.stores.State, s.proc, s.cfg.Logger)
+	q.Register(mux)
+	q.RegisterRecommendations(mux, &api.Recommender{Registry: s.registry, Trainer: s.trainer, Catalog: s.catalog})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		httpjson.Write(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -151,6 +178,15 @@ func (s *Server) routes() http.Handler {
 	})
 	return mux
 }
+
+// Registry gives access to the model registry.
+func (s *Server) Registry() *registry.Dir { return s.registry }
+
+// State gives read access to the state store.
+func (s *Server) State() state.Reader { return s.stores.State }
+
+// Trainer gives access to the training pipeline.
+func (s *Server) Trainer() *trainer.Trainer { return s.trainer }
 
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }

@@ -18,7 +18,9 @@ import (
 	"time"
 
 	"github.com/dogear-dev/dogear/bench"
+	"github.com/dogear-dev/dogear/catalog"
 	"github.com/dogear-dev/dogear/loadgen"
+	"github.com/dogear-dev/dogear/recommend"
 	"github.com/dogear-dev/dogear/server"
 )
 
@@ -36,6 +38,8 @@ func commands() []command {
 		{"rebuild", "recompute all state from the event log (--check compares instead)", rebuild},
 		{"dump", "write every event in the log as NDJSON (partition, offset, event)", dump},
 		{"loadgen", "send realistic synthetic reading events to a server, or write them as NDJSON", loadgenCmd},
+		{"import", "load data: 'import catalog books.csv' (goodbooks-10k format)", importCmd},
+		{"eval", "train and evaluate every recommender on a KGAT-format dataset (Recall@20, NDCG@20)", evalCmd},
 		{"bench", "benchmark durable ingest, processing and queries on this machine", benchCmd},
 		{"version", "print the version", func([]string) error { fmt.Println(versionString()); return nil }},
 	}
@@ -122,6 +126,7 @@ func serve(args []string) error {
 	fs.Int64Var(&cfg.Ingest.MaxBodyBytes, "max-body", cfg.Ingest.MaxBodyBytes, "largest ingest body in bytes, compressed and decompressed")
 	fs.IntVar(&cfg.Ingest.MaxEvents, "max-events", cfg.Ingest.MaxEvents, "most events in one ingest request")
 	fs.IntVar(&cfg.Ingest.MaxInFlight, "max-inflight", cfg.Ingest.MaxInFlight, "ingest requests processed at once; more get 429 with Retry-After")
+	fs.DurationVar(&cfg.TrainInterval, "train-interval", cfg.TrainInterval, "retrain the recommender this often (0: only on POST /v1/models/train)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -273,6 +278,71 @@ func writeNDJSON(gen *loadgen.Generator, path string, n int64) error {
 	if path != "-" {
 		fmt.Fprintf(os.Stderr, "wrote %d events to %s\n", n, path)
 	}
+	return nil
+}
+
+func importCmd(args []string) error {
+	if len(args) == 0 || args[0] != "catalog" {
+		return errors.New("usage: dogear import catalog [--data-dir DIR] books.csv")
+	}
+	cfg := server.DefaultConfig()
+	fs := newFlags("import catalog", "Load book metadata (goodbooks-10k books.csv: book_id, title, authors, year, isbn, covers, ratings) into the data directory; a running server picks it up at its next start")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "folder of the embedded event log and state")
+	rest := args[1:]
+	var path string
+	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		path, rest = rest[0], rest[1:]
+	}
+	if err := parse(fs, rest); err != nil {
+		return err
+	}
+	if path == "" {
+		return errors.New("name the CSV file: dogear import catalog books.csv")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	books, rep, err := catalog.ReadGoodbooks(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return err
+	}
+	if err := catalog.Save(cfg.DataDir, books); err != nil {
+		return err
+	}
+	fmt.Printf("%s: %d rows read, %d books imported into %s\n", path, rep.Rows, rep.Books, cfg.DataDir)
+	for reason, n := range rep.Skipped {
+		fmt.Printf("  skipped %d rows: %s\n", n, reason)
+	}
+	return nil
+}
+
+func evalCmd(args []string) error {
+	opts := recommend.EvalOptions{ValidationFraction: 0.2, ValidationUsers: 20_000, Seed: 1, Progress: os.Stderr}
+	fs := newFlags("eval", "Tune each recommender on a validation split of train.txt, retrain on all of it, and rank all unseen books for every test reader")
+	data := fs.String("data", "../shared/data/amazon-book", "folder with train.txt and test.txt (KGAT format)")
+	fs.Uint64Var(&opts.Seed, "seed", opts.Seed, "seed of the validation split")
+	fs.IntVar(&opts.ValidationUsers, "validation-users", opts.ValidationUsers, "tune on at most this many validation readers (0: all)")
+	fs.BoolVar(&opts.Quick, "quick", false, "one setting per algorithm (a smoke run)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	start := time.Now()
+	ds, err := recommend.LoadKGAT(*data)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "%s: %d readers, %d books, %d training and %d test interactions (loaded in %v)\n",
+		*data, ds.Train.Rows, ds.Train.Cols, ds.Train.NNZ(), ds.Test.NNZ(), time.Since(start).Round(time.Millisecond))
+	results := recommend.RunEval(ds, opts)
+	fmt.Print(recommend.FormatTable(results))
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	fmt.Printf("\nwhole run: %v, peak process memory (max RSS) %d MB\n", time.Since(start).Round(time.Second), ru.Maxrss/1024)
 	return nil
 }
 

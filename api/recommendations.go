@@ -1,0 +1,228 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/dogear-dev/dogear/catalog"
+	"github.com/dogear-dev/dogear/insights"
+	"github.com/dogear-dev/dogear/internal/httpjson"
+	"github.com/dogear-dev/dogear/recommend"
+	"github.com/dogear-dev/dogear/registry"
+	"github.com/dogear-dev/dogear/trainer"
+)
+
+// Recommender is what the recommendation endpoints need.
+type Recommender struct {
+	Registry *registry.Dir
+	Trainer  *trainer.Trainer
+	Catalog  *catalog.Catalog
+}
+
+// Item is one recommended book as readers see it.
+type Item struct {
+	Book    string   `json:"book"`
+	Title   string   `json:"title,omitempty"`
+	Authors []string `json:"authors,omitempty"`
+	Cover   string   `json:"cover_url,omitempty"`
+	Score   float32  `json:"score"`
+	Reason  string   `json:"reason"`
+	Because string   `json:"because_book,omitempty"`
+}
+
+// Recommendations is the answer to GET /v1/readers/{id}/recommendations.
+type Recommendations struct {
+	Reader       string `json:"reader"`
+	ModelVersion int    `json:"model_version"` // 0 when no model is serving yet
+	Items        []Item `json:"items"`
+}
+
+// RegisterRecommendations adds the recommendation and model routes.
+func (a *API) RegisterRecommendations(mux *http.ServeMux, r *Recommender) {
+	mux.Handle("GET /v1/readers/{id}/recommendations", a.timed("recommendations", func(req *http.Request) (any, error) {
+		n, err := intParam(req, "n", 20, 1, 100)
+		if err != nil {
+			return nil, err
+		}
+		return a.recommend(r, req.PathValue("id"), n)
+	}))
+	mux.Handle("GET /v1/books/{id}/similar", a.timed("similar", func(req *http.Request) (any, error) {
+		n, err := intParam(req, "n", 20, 1, 100)
+		if err != nil {
+			return nil, err
+		}
+		return a.similar(r, req.PathValue("id"), n)
+	}))
+	mux.Handle("GET /v1/models", a.timed("models", func(*http.Request) (any, error) {
+		vs, err := r.Registry.List()
+		return map[string]any{"models": vs}, err
+	}))
+	mux.HandleFunc("POST /v1/models/{version}/promote", func(w http.ResponseWriter, req *http.Request) {
+		v, err := strconv.Atoi(req.PathValue("version"))
+		if err != nil {
+			httpjson.Fail(w, http.StatusBadRequest, httpjson.Error{Error: fmt.Sprintf("version must be a number, got %q", req.PathValue("version")), Field: "version"})
+			return
+		}
+		if err := r.Registry.Promote(v); errors.Is(err, registry.ErrNoVersion) {
+			httpjson.Fail(w, http.StatusNotFound, httpjson.Error{Error: err.Error(), Field: "version"})
+			return
+		} else if err != nil {
+			httpjson.Fail(w, http.StatusInternalServerError, httpjson.Error{Error: err.Error()})
+			return
+		}
+		httpjson.Write(w, http.StatusOK, map[string]any{"serving": v})
+	})
+	mux.HandleFunc("POST /v1/models/train", func(w http.ResponseWriter, req *http.Request) {
+		v, err := r.Trainer.TrainOnce(req.Context())
+		if errors.Is(err, trainer.ErrNoData) {
+			httpjson.Fail(w, http.StatusConflict, httpjson.Error{Error: err.Error()})
+			return
+		} else if err != nil {
+			httpjson.Fail(w, http.StatusInternalServerError, httpjson.Error{Error: "training failed: " + err.Error()})
+			return
+		}
+		httpjson.Write(w, http.StatusOK, v)
+	})
+}
+
+func (a *API) item(r *Recommender, book string, score float32, reason, because string) Item {
+	it := Item{Book: book, Score: score, Reason: reason, Because: because}
+	if b, ok := r.Catalog.Book(book); ok {
+		it.Title, it.Authors, it.Cover = b.Title, b.Authors, b.Cover
+	}
+	return it
+}
+
+// recommend ranks books for a reader: neighbours of their history first ("because you read X"),
+// then more by their favourite authors, then books trending now, then the most read books and
+// the catalog's best rated. Books the reader has any record of are never recommended: finished,
+// abandoned, bought, being read (those are in continue_reading), shelved or rated.
+func (a *API) recommend(r *Recommender, reader string, n int) (*Recommendations, error) {
+	now := a.now()
+	var history []recommend.Interaction
+	seen := map[string]bool{}
+	authorScore := map[string]float32{}
+	err := insights.ReaderBooks(a.store, reader, func(rb *insights.ReaderBook) error {
+		it := trainer.Interaction(rb, now)
+		history = append(history, it)
+		seen[rb.Book] = true
+		if b, ok := r.Catalog.Book(rb.Book); ok && it.Weight > 0 {
+			for _, au := range b.Authors {
+				authorScore[au] += it.Weight
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := &Recommendations{Reader: reader, Items: []Item{}}
+	taken := map[string]bool{}
+	add := func(book string, score float32, reason, because string) {
+		if len(out.Items) >= n || seen[book] || taken[book] {
+			return
+		}
+		taken[book] = true
+		out.Items = append(out.Items, a.item(r, book, score, reason, because))
+	}
+	model, version := r.Registry.Serving()
+	out.ModelVersion = version
+	if model != nil && len(history) > 0 {
+		for _, rec := range model.Recommend(history, func(b string) bool { return seen[b] }, n) {
+			add(rec.Book, rec.Score, "because you read "+r.Catalog.Title(rec.Because), rec.Because)
+		}
+	}
+	for _, au := range topAuthors(authorScore, 3) {
+		for _, b := range r.Catalog.ByAuthor(au) {
+			add(b, 0, "more by "+au+", whom you read", "")
+		}
+	}
+	if len(out.Items) < n {
+		trending, err := insights.Trending(a.store, now, 0, 2*n)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range trending {
+			add(t.Book, float32(t.Score), "trending now", "")
+		}
+	}
+	if len(out.Items) < n && model == nil {
+		// No model yet and little recent activity: the books most often started, ever.
+		ever, err := insights.Trending(a.store, now, 100*365*24*time.Hour, 2*n)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range ever {
+			add(t.Book, 0, "popular with readers", "")
+		}
+	}
+	if model != nil {
+		for _, b := range model.Popular() {
+			if len(out.Items) >= n {
+				break
+			}
+			add(b, 0, "popular with readers", "")
+		}
+	}
+	for _, b := range r.Catalog.Popular() {
+		if len(out.Items) >= n {
+			break
+		}
+		add(b, 0, "highly rated in the catalog", "")
+	}
+	return out, nil
+}
+
+func topAuthors(score map[string]float32, n int) []string {
+	var out []string
+	for len(out) < n {
+		best, bestS := "", float32(0)
+		for a, s := range score {
+			if s > bestS || (s == bestS && s > 0 && a < best) {
+				best, bestS = a, s
+			}
+		}
+		if best == "" {
+			break
+		}
+		out = append(out, best)
+		delete(score, best)
+	}
+	return out
+}
+
+func (a *API) similar(r *Recommender, book string, n int) (any, error) {
+	out := map[string]any{"book": book}
+	items := []Item{}
+	model, version := r.Registry.Serving()
+	out["model_version"] = version
+	if model != nil {
+		if recs, ok := model.Similar(book, n); ok {
+			for _, rec := range recs {
+				items = append(items, a.item(r, rec.Book, rec.Score, "readers of "+r.Catalog.Title(book)+" also enjoyed", book))
+			}
+		}
+	}
+	if b, ok := r.Catalog.Book(book); ok {
+		seen := map[string]bool{book: true, b.ID: true}
+		for _, it := range items {
+			seen[it.Book] = true
+		}
+		for _, au := range b.Authors {
+			for _, other := range r.Catalog.ByAuthor(au) {
+				if len(items) < n && !seen[other] {
+					seen[other] = true
+					items = append(items, a.item(r, other, 0, "also by "+au, book))
+				}
+			}
+		}
+	}
+	if len(items) == 0 {
+		return nil, insights.ErrNotFound
+	}
+	out["items"] = items
+	return out, nil
+}
