@@ -127,7 +127,8 @@ func (a *Artifact) Recommend(history []Interaction, exclude func(string) bool, n
 		}
 	}
 	for _, j := range s.touched {
-		if s.acc[j] > 0 && !exclude(a.Books[j]) {
+		// exclude is a map lookup: ask it only about books that would make the list.
+		if s.acc[j] > 0 && s.top.accepts(j, s.acc[j]) && !exclude(a.Books[j]) {
 			s.top.push(j, s.acc[j])
 		}
 	}

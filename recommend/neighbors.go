@@ -201,11 +201,16 @@ func (t *topK) push(item int32, s float32) {
 		t.up(len(t.items) - 1)
 		return
 	}
-	if s <= t.score[0] {
+	if !t.accepts(item, s) {
 		return
 	}
 	t.items[0], t.score[0] = item, s
 	t.down(0)
+}
+
+// accepts reports whether push would keep (item, s).
+func (t *topK) accepts(item int32, s float32) bool {
+	return len(t.items) < t.k || s > t.score[0] || (s == t.score[0] && item < t.items[0])
 }
 
 func (t *topK) less(a, b int) bool {

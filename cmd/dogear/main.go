@@ -40,7 +40,7 @@ func commands() []command {
 		{"loadgen", "send realistic synthetic reading events to a server, or write them as NDJSON", loadgenCmd},
 		{"import", "load data: 'import catalog books.csv' (goodbooks-10k format)", importCmd},
 		{"eval", "train and evaluate every recommender on a KGAT-format dataset (Recall@20, NDCG@20)", evalCmd},
-		{"bench", "benchmark durable ingest, processing and queries on this machine", benchCmd},
+		{"bench", "benchmark: 'bench [ingest]' durable ingest, processing, queries; 'bench recommend' serving", benchCmd},
 		{"version", "print the version", func([]string) error { fmt.Println(versionString()); return nil }},
 	}
 }
@@ -347,6 +347,12 @@ func evalCmd(args []string) error {
 }
 
 func benchCmd(args []string) error {
+	if len(args) > 0 && args[0] == "recommend" {
+		return benchRecommend(args[1:])
+	}
+	if len(args) > 0 && args[0] == "ingest" {
+		args = args[1:]
+	}
 	opts := bench.Options{Runs: 3, Events: 1_000_000, Batch: 1000, Concurrency: 8, Queries: 300, Out: os.Stderr}
 	fs := newFlags("bench", "Benchmark durable HTTP ingest against bare log appends, processing, and query latency; prints medians")
 	fs.IntVar(&opts.Runs, "runs", opts.Runs, "repetitions; the report gives medians")
@@ -360,17 +366,11 @@ func benchCmd(args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startProfile(*cpuprofile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	runs, err := bench.Ingest(ctx, opts)
@@ -379,6 +379,50 @@ func benchCmd(args []string) error {
 	}
 	bench.Report(os.Stdout, opts, runs)
 	return nil
+}
+
+func benchRecommend(args []string) error {
+	o := bench.RecommendOptions{Runs: 3, Duration: 10 * time.Second, Concurrency: 4, N: 20, Out: os.Stderr}
+	fs := newFlags("bench recommend", "Load Amazon-book train.txt as finish events, train a model through the pipeline, and measure recommendation latency and throughput over loopback")
+	fs.StringVar(&o.Data, "data", "../shared/data/amazon-book", "KGAT-format folder whose train.txt becomes reading events")
+	fs.IntVar(&o.Runs, "runs", o.Runs, "repetitions; the report gives medians")
+	fs.DurationVar(&o.Duration, "duration", o.Duration, "length of each measured phase")
+	fs.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "keep-alive client connections")
+	fs.IntVar(&o.N, "n", o.N, "recommendations per request")
+	fs.StringVar(&o.Dir, "dir", "", "folder for the benchmark's data (default: the system temp folder)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	stopProfile, err := startProfile(*cpuprofile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	runs, err := bench.Recommend(ctx, o)
+	if err != nil {
+		return err
+	}
+	bench.ReportServing(os.Stdout, o, runs)
+	return nil
+}
+
+// startProfile starts a CPU profile to path (nothing when path is empty) and returns its stop.
+func startProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func versionString() string {
