@@ -23,6 +23,7 @@ import (
 
 	"github.com/dogear-dev/dogear/api"
 	"github.com/dogear-dev/dogear/catalog"
+	"github.com/dogear-dev/dogear/dashboard"
 	"github.com/dogear-dev/dogear/eventlog"
 	"github.com/dogear-dev/dogear/ingest"
 	"github.com/dogear-dev/dogear/internal/httpjson"
@@ -173,6 +174,7 @@ func (s *Server) routes() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(s.proc)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{prometheus.DefaultGatherer, reg}, promhttp.HandlerOpts{}))
+	mux.Handle("GET /{$}", dashboard.Handler())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpjson.Fail(w, http.StatusNotFound, httpjson.Error{Error: fmt.Sprintf("no route %s %s; see docs/openapi.yaml", r.Method, r.URL.Path)})
 	})

@@ -328,6 +328,7 @@ func evalCmd(args []string) error {
 	fs.Uint64Var(&opts.Seed, "seed", opts.Seed, "seed of the validation split")
 	fs.IntVar(&opts.ValidationUsers, "validation-users", opts.ValidationUsers, "tune on at most this many validation readers (0: all)")
 	fs.BoolVar(&opts.Quick, "quick", false, "one setting per algorithm (a smoke run)")
+	plotPath := fs.String("plot", "", "also draw the results as a bar chart (.svg, .png or .pdf)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -340,6 +341,12 @@ func evalCmd(args []string) error {
 		*data, ds.Train.Rows, ds.Train.Cols, ds.Train.NNZ(), ds.Test.NNZ(), time.Since(start).Round(time.Millisecond))
 	results := recommend.RunEval(ds, opts)
 	fmt.Print(recommend.FormatTable(results))
+	if *plotPath != "" {
+		if err := recommend.PlotResults(results, *plotPath); err != nil {
+			return fmt.Errorf("--plot: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "wrote %s\n", *plotPath)
+	}
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	fmt.Printf("\nwhole run: %v, peak process memory (max RSS) %d MB\n", time.Since(start).Round(time.Second), ru.Maxrss/1024)
