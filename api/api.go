@@ -43,6 +43,10 @@ func New(store state.Reader, lag Lagger, logger *slog.Logger) *API {
 // Register adds the query routes to mux.
 func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("GET /v1/readers/{id}/insights", a.timed("reader_insights", a.readerInsights))
+	mux.Handle("GET /v1/readers/{id}/books", a.timed("reader_books", func(r *http.Request) (any, error) {
+		books, err := insights.Books(a.store, r.PathValue("id"))
+		return map[string]any{"reader": r.PathValue("id"), "books": books}, err
+	}))
 	mux.Handle("GET /v1/books/{id}/stats", a.timed("book_stats", a.bookStats))
 	mux.Handle("GET /v1/trending", a.timed("trending", a.trending))
 	mux.Handle("GET /v1/stats", a.timed("stats", a.stats))

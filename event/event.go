@@ -22,10 +22,13 @@ const (
 	Shelve    Type = "shelve" // added to want-to-read
 	Purchase  Type = "purchase"
 	Sample    Type = "sample"
+	// Track is a tracking call dogear does not interpret (an unmapped Segment event, an identify
+	// or page call): kept in the log with its name and properties in props; book is optional.
+	Track Type = "track"
 )
 
 // Types lists every known type, in documentation order.
-var Types = []Type{Session, Page, Progress, Highlight, Bookmark, Finish, Rating, Shelve, Purchase, Sample}
+var Types = []Type{Session, Page, Progress, Highlight, Bookmark, Finish, Rating, Shelve, Purchase, Sample, Track}
 
 func (t Type) known() bool {
 	for _, k := range Types {

@@ -218,8 +218,10 @@ func (w *wire) validate(now time.Time) (Event, *FieldError) {
 	if e.Reader, ferr = requiredID("reader", w.Reader); ferr != nil {
 		return e, ferr
 	}
-	if e.Book, ferr = requiredID("book", w.Book); ferr != nil {
-		return e, ferr
+	if e.Type != Track || (w.Book != nil && *w.Book != "") {
+		if e.Book, ferr = requiredID("book", w.Book); ferr != nil {
+			return e, ferr
+		}
 	}
 	if w.Time == nil || *w.Time == "" {
 		return e, fieldErr("time", CodeMissing, "is required (RFC 3339, e.g. 2026-11-26T08:30:00Z)")
@@ -323,10 +325,6 @@ func requiredByType(e *Event) *FieldError {
 	case Progress:
 		if e.Position == nil {
 			return fieldErr("position", CodeMissing, "a progress event needs position (0 to 1)")
-		}
-	case Highlight:
-		if strings.TrimSpace(e.Text) == "" {
-			return fieldErr("text", CodeMissing, "a highlight needs the highlighted text")
 		}
 	case Rating:
 		if e.Rating == 0 {

@@ -119,6 +119,7 @@ func (rb *ReaderBook) encode(e *encoder) {
 	e.int(rb.Shelved)
 	e.int(rb.Purchased)
 	e.int(rb.Sampled)
+	e.int(rb.PagesRead)
 }
 
 func (rb *ReaderBook) decode(d *decoder) {
@@ -142,6 +143,7 @@ func (rb *ReaderBook) decode(d *decoder) {
 	rb.Shelved = d.int()
 	rb.Purchased = d.int()
 	rb.Sampled = d.int()
+	rb.PagesRead = d.int()
 }
 
 func (m *ReaderMeta) encode(e *encoder) {

@@ -49,6 +49,11 @@ func Apply(tx Tx, partition int, e *event.Event) (bool, error) {
 		meta.TZ, meta.TZAt, meta.TZID = e.TZ, at, e.ID
 	}
 	tx.Put(metaKey(e.Reader), encodeRecord(&meta))
+	if e.Type == event.Track {
+		// Tracking calls count as events and may carry the reader's time zone; nothing else.
+		tx.Put(countsKey(partition), encodeRecord(&counts))
+		return true, nil
+	}
 
 	var rb ReaderBook
 	found, err = loadFound(tx, readerBookKey(e.Reader, e.Book), &rb)
@@ -111,6 +116,13 @@ func applyReading(tx Tx, rb *ReaderBook, e *event.Event, at int64) error {
 		ms = e.DurationMS
 	case event.Page:
 		rb.PageViews++
+		pk := pageKey(e.Reader, e.Book, e.Page)
+		if _, seen, err := tx.Get(pk); err != nil {
+			return err
+		} else if !seen {
+			tx.Put(pk, nil)
+			rb.PagesRead++
+		}
 		// A page that belongs to a reported session is already counted in that session's time.
 		if e.Session == "" {
 			ms = e.DurationMS
@@ -120,8 +132,10 @@ func applyReading(tx Tx, rb *ReaderBook, e *event.Event, at int64) error {
 		rb.Finished = minNonZero(rb.Finished, at)
 	case event.Highlight:
 		rb.Highlights++
-		if err := addHighlight(tx, e); err != nil {
-			return err
+		if strings.TrimSpace(e.Text) != "" { // exports such as Kindle's carry no text
+			if err := addHighlight(tx, e); err != nil {
+				return err
+			}
 		}
 	}
 	rb.ReadMS += ms

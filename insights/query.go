@@ -483,3 +483,60 @@ func hours(ms int64) float64   { return float64(ms) / 3_600_000 }
 func minutes(ms int64) float64 { return round2(float64(ms) / 60_000) }
 func round2(v float64) float64 { return math.Round(v*100) / 100 }
 func round4(v float64) float64 { return math.Round(v*10000) / 10000 }
+
+// BookActivity is one book of a reader's, for GET /v1/readers/{id}/books.
+type BookActivity struct {
+	Book           string     `json:"book"`
+	Started        *time.Time `json:"started"`
+	LastRead       *time.Time `json:"last_read"`
+	Finished       *time.Time `json:"finished"`
+	Position       *float64   `json:"position"`
+	Furthest       float64    `json:"furthest_position"`
+	ReadingMinutes float64    `json:"reading_minutes"`
+	PagesRead      int64      `json:"pages_read"`
+	PageViews      int64      `json:"page_views"`
+	Highlights     int64      `json:"highlights"`
+	Rating         int        `json:"rating,omitempty"`
+	Shelved        bool       `json:"shelved"`
+	Purchased      bool       `json:"purchased"`
+	Sampled        bool       `json:"sampled"`
+}
+
+// Books lists every book a reader has a record of, most recently read first.
+func Books(src state.Reader, reader string) ([]BookActivity, error) {
+	out := []BookActivity{}
+	ts := func(ms int64) *time.Time {
+		if ms == 0 {
+			return nil
+		}
+		t := time.UnixMilli(ms).UTC()
+		return &t
+	}
+	err := ReaderBooks(src, reader, func(rb *ReaderBook) error {
+		b := BookActivity{Book: rb.Book, Started: ts(rb.First), LastRead: ts(rb.Last), Finished: ts(rb.Finished),
+			Furthest: rb.MaxPos, ReadingMinutes: minutes(rb.ReadMS), PagesRead: rb.PagesRead, PageViews: rb.PageViews,
+			Highlights: rb.Highlights, Rating: rb.Rating, Shelved: rb.Shelved != 0, Purchased: rb.Purchased != 0, Sampled: rb.Sampled != 0}
+		if rb.PosAt != 0 {
+			p := rb.Pos
+			b.Position = &p
+		}
+		out = append(out, b)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		if _, ok, err := src.Get(metaKey(reader)); err != nil || !ok {
+			return nil, errors.Join(err, ErrNotFound)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i].LastRead, out[j].LastRead
+		if a == nil || b == nil {
+			return a != nil
+		}
+		return a.After(*b)
+	})
+	return out, nil
+}

@@ -38,6 +38,8 @@ type ReaderBook struct {
 	Shelved    int64  `json:"sh,omitempty"`
 	Purchased  int64  `json:"pu,omitempty"`
 	Sampled    int64  `json:"sa,omitempty"`
+	// PagesRead is the number of distinct pages seen in page events.
+	PagesRead int64 `json:"pr,omitempty"`
 }
 
 // Started reports whether the reader has read any of the book.
@@ -89,6 +91,9 @@ func seenKey(reader, id string) []byte     { return []byte("r" + sep + reader + 
 func slotsPrefix(reader string) []byte     { return []byte("r" + sep + reader + sep + "t" + sep) }
 func slotKey(reader string, slot int64) []byte {
 	return binary.BigEndian.AppendUint64(slotsPrefix(reader), uint64(slot))
+}
+func pageKey(reader, book string, page int) []byte {
+	return binary.BigEndian.AppendUint32([]byte("r"+sep+reader+sep+"p"+sep+book+sep), uint32(page))
 }
 func highlightsPrefix(book string) []byte { return []byte("b" + sep + book + sep + "h" + sep) }
 func highlightKey(book, hash, reader string) []byte {
