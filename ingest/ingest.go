@@ -107,7 +107,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) int {
 		w.Header().Set("Retry-After", "1")
 		return httpjson.Fail(w, http.StatusTooManyRequests, httpjson.Error{Error: "server busy: too many ingest requests in flight; retry after 1 second"})
 	}
-	body, status, msg := h.readBody(w, r)
+	body, status, msg := ReadBody(w, r, h.cfg.MaxBodyBytes)
 	if status != 0 {
 		return httpjson.Fail(w, status, httpjson.Error{Error: msg})
 	}
@@ -144,7 +144,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) int {
 	if len(entries) > 0 {
 		dup, err := h.log.Append(r.Context(), entries)
 		if err != nil {
-			return h.appendFailed(w, r.Context(), err)
+			return AppendFailed(w, r.Context(), err, h.logger)
 		}
 		resp.Accepted = len(entries)
 		for _, d := range dup {
@@ -163,10 +163,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) int {
 	return status
 }
 
-// readBody reads and decompresses the body within the size limit. A non-zero status refuses
-// the request with msg.
-func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, string) {
-	limit := h.cfg.MaxBodyBytes
+// ReadBody reads and decompresses (gzip, zstd) a request body within limit bytes, compressed
+// and decompressed. A non-zero status refuses the request with msg.
+func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, int, string) {
 	if r.ContentLength > limit {
 		return nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is %d bytes; at most %d allowed", r.ContentLength, limit)
 	}
@@ -221,16 +220,18 @@ func isTimeout(err error) bool {
 	return errors.As(err, &te) && te.Timeout()
 }
 
-func (h *Handler) appendFailed(w http.ResponseWriter, ctx context.Context, err error) int {
+// AppendFailed answers a request whose events the log could not take: 503 with Retry-After, so
+// the client resends (dedup by event id makes that safe).
+func AppendFailed(w http.ResponseWriter, ctx context.Context, err error, logger *slog.Logger) int {
 	if errors.Is(err, eventlog.ErrNoSpace) {
-		h.logger.Error("event log is out of disk space; refusing ingest until space returns")
+		logger.Error("event log is out of disk space; refusing ingest until space returns")
 		w.Header().Set("Retry-After", "30")
 		return httpjson.Fail(w, http.StatusServiceUnavailable, httpjson.Error{Error: "event log out of disk space: nothing from this request was stored; retry later"})
 	}
 	if ctx.Err() != nil {
 		return 499 // the client went away; nobody reads this answer
 	}
-	h.logger.Error("append to event log failed", "err", err)
+	logger.Error("append to event log failed", "err", err)
 	w.Header().Set("Retry-After", "5")
 	return httpjson.Fail(w, http.StatusServiceUnavailable, httpjson.Error{Error: "event log unavailable: nothing from this request was acknowledged; retry"})
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/dogear-dev/dogear/processor"
 	"github.com/dogear-dev/dogear/recommend"
 	"github.com/dogear-dev/dogear/registry"
+	"github.com/dogear-dev/dogear/segment"
 	"github.com/dogear-dev/dogear/state"
 	"github.com/dogear-dev/dogear/trainer"
 )
@@ -155,6 +156,7 @@ func Start(cfg Config) (*Server, error) {
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/events", ingest.New(s.stores.Log, s.cfg.Ingest, s.cfg.Logger))
+	segment.New(s.stores.Log, nil, s.cfg.Logger).Register(mux)
 	q := api.New(s.stores.State, s.proc, s.cfg.Logger)
 	q.Register(mux)
 	q.RegisterRecommendations(mux, &api.Recommender{Registry: s.registry, Trainer: s.trainer, Catalog: s.catalog})
