@@ -20,7 +20,7 @@ import (
 
 // DefaultParams are RP3beta settings chosen by `dogear eval` on the Amazon-book validation split
 // (docs/recommendations.md).
-var DefaultParams = recommend.NeighborParams{Kind: "rp3beta", K: 100, Alpha: 0.55, Beta: 0.2}
+var DefaultParams = recommend.NeighborParams{Kind: "rp3beta", K: 100, Alpha: 0.45, Beta: 0.2}
 
 // Trainer trains, gates and promotes models.
 type Trainer struct {
