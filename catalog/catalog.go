@@ -35,11 +35,12 @@ type Catalog struct {
 	books    map[string]*Book
 	byAuthor map[string][]string // author -> book ids, most rated first
 	popular  []string            // book ids by a damped average rating, best first
+	byTitle  map[string]string   // folded title -> book id (the most rated book with that title)
 }
 
 // New indexes books.
 func New(books []Book) *Catalog {
-	c := &Catalog{books: map[string]*Book{}, byAuthor: map[string][]string{}}
+	c := &Catalog{books: map[string]*Book{}, byAuthor: map[string][]string{}, byTitle: map[string]string{}}
 	for i := range books {
 		b := &books[i]
 		c.books[b.ID] = b
@@ -60,6 +61,14 @@ func New(books []Book) *Catalog {
 		return (b.AverageRating*float64(b.Ratings) + 3.5*1000) / (float64(b.Ratings) + 1000)
 	}
 	sort.SliceStable(c.popular, func(i, j int) bool { return score(c.popular[i]) > score(c.popular[j]) })
+	for _, id := range c.popular {
+		b := c.books[id]
+		for _, t := range []string{foldTitle(b.Title), foldTitle(stripSeries(b.Title))} {
+			if _, taken := c.byTitle[t]; !taken && t != "" {
+				c.byTitle[t] = id
+			}
+		}
+	}
 	for a, ids := range c.byAuthor {
 		sort.SliceStable(ids, func(i, j int) bool { return c.books[ids[i]].Ratings > c.books[ids[j]].Ratings })
 		c.byAuthor[a] = ids
@@ -74,6 +83,29 @@ func (c *Catalog) Book(id string) (*Book, bool) {
 	}
 	b, ok := c.books[id]
 	return b, ok
+}
+
+// FindTitle finds a book by its title, ignoring case, spacing and a trailing series note such
+// as "(The Hunger Games, #1)".
+func (c *Catalog) FindTitle(title string) (string, bool) {
+	if c == nil {
+		return "", false
+	}
+	for _, t := range []string{foldTitle(title), foldTitle(stripSeries(title))} {
+		if id, ok := c.byTitle[t]; ok {
+			return id, true
+		}
+	}
+	return "", false
+}
+
+func foldTitle(t string) string { return strings.Join(strings.Fields(strings.ToLower(t)), " ") }
+
+func stripSeries(t string) string {
+	if i := strings.LastIndex(t, " ("); i > 0 && strings.HasSuffix(t, ")") {
+		return t[:i]
+	}
+	return t
 }
 
 // Title is the book's title, or its id when the catalog does not know it.

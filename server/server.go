@@ -27,6 +27,7 @@ import (
 	"github.com/dogear-dev/dogear/eventlog"
 	"github.com/dogear-dev/dogear/ingest"
 	"github.com/dogear-dev/dogear/internal/httpjson"
+	"github.com/dogear-dev/dogear/kosync"
 	"github.com/dogear-dev/dogear/processor"
 	"github.com/dogear-dev/dogear/recommend"
 	"github.com/dogear-dev/dogear/registry"
@@ -46,6 +47,10 @@ type Config struct {
 	// TrainInterval is how often the trainer retrains the recommender (0: only on request).
 	TrainInterval time.Duration
 	Recommender   recommend.NeighborParams
+	// Kosync configures the KOReader sync server under /kosync; KosyncAtRoot also serves it at
+	// the root paths, for devices pointed at the bare host.
+	Kosync       kosync.Config
+	KosyncAtRoot bool
 }
 
 // DefaultConfig is what `dogear serve` does with no flags.
@@ -54,6 +59,7 @@ func DefaultConfig() Config {
 		DataDir: "dogear-data", Addr: "127.0.0.1:8080", CacheBytes: 256 << 20,
 		Ingest: ingest.DefaultConfig(), Logger: slog.Default(),
 		TrainInterval: 10 * time.Minute, Recommender: trainer.DefaultParams,
+		Kosync: kosync.Config{AllowRegistration: true},
 	}
 }
 
@@ -95,6 +101,7 @@ type Server struct {
 	registry *registry.Dir
 	trainer  *trainer.Trainer
 	catalog  *catalog.Catalog
+	kosync   *kosync.Server
 	ready    atomic.Bool
 
 	shutdown    sync.Once
@@ -122,12 +129,18 @@ func Start(cfg Config) (*Server, error) {
 		stores.Close()
 		return nil, err
 	}
+	ks, err := kosync.Open(filepath.Join(cfg.DataDir, "kosync"), stores.Log, cat, cfg.Kosync, cfg.Logger)
+	if err != nil {
+		stores.Close()
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
+		ks.Close()
 		stores.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	s := &Server{cfg: cfg, stores: stores, proc: proc, ln: ln, procDone: make(chan error, 1),
+	s := &Server{cfg: cfg, stores: stores, proc: proc, ln: ln, procDone: make(chan error, 1), kosync: ks,
 		registry: reg, catalog: cat, trainer: trainer.New(stores.State, reg, cfg.Recommender, cfg.Logger)}
 	s.http = &http.Server{
 		Handler: s.routes(),
@@ -157,6 +170,10 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/events", ingest.New(s.stores.Log, s.cfg.Ingest, s.cfg.Logger))
 	segment.New(s.stores.Log, nil, s.cfg.Logger).Register(mux)
+	s.kosync.Register(mux, "/kosync")
+	if s.cfg.KosyncAtRoot {
+		s.kosync.Register(mux, "")
+	}
 	q := api.New(s.stores.State, s.proc, s.cfg.Logger)
 	q.Register(mux)
 	q.RegisterRecommendations(mux, &api.Recommender{Registry: s.registry, Trainer: s.trainer, Catalog: s.catalog})
@@ -206,7 +223,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		herr := s.http.Shutdown(ctx)
 		s.cancel()
 		perr := <-s.procDone
-		s.shutdownErr = errors.Join(herr, perr, s.stores.Close())
+		s.shutdownErr = errors.Join(herr, perr, s.kosync.Close(), s.stores.Close())
 	})
 	return s.shutdownErr
 }
