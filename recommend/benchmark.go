@@ -2,6 +2,7 @@ package recommend
 
 import (
 	"fmt"
+	"github.com/dogear-dev/dogear/internal/progress"
 	"io"
 	"runtime"
 	"sort"
@@ -78,7 +79,7 @@ func RunEval(ds *Dataset, opts EvalOptions) []Result {
 	if opts.ValidationUsers > 0 {
 		valid = sampleRows(valid, opts.ValidationUsers, opts.Seed)
 	}
-	bar := newBar(opts.Progress)
+	bar := progress.New(opts.Progress)
 	var results []Result
 	chosen := map[string]Model{}
 	chosenValid := map[string]Model{}
@@ -90,16 +91,16 @@ func RunEval(ds *Dataset, opts EvalOptions) []Result {
 		var bestModel Model
 		for i, c := range g[algo] {
 			label := fmt.Sprintf("tune %s %d/%d", algo, i+1, len(g[algo]))
-			m := c.train(fit, bar.phase(label+" train"))
-			met := Evaluate(m, fit, valid, 20, bar.phase(label+" validate"))
+			m := c.train(fit, bar.Phase(label+" train"))
+			met := Evaluate(m, fit, valid, 20, bar.Phase(label+" validate"))
 			if i == 0 || met.Recall > bestM.Recall {
 				best, bestM, bestModel = c, met, m
 			}
 		}
 		chosenValid[algo] = bestModel
 		var model Model
-		train, peak := measure(func() { model = best.train(ds.Train, bar.phase(algo+" train on all of train")) })
-		test := Evaluate(model, ds.Train, ds.Test, 20, bar.phase(algo+" test"))
+		train, peak := measure(func() { model = best.train(ds.Train, bar.Phase(algo+" train on all of train")) })
+		test := Evaluate(model, ds.Train, ds.Test, 20, bar.Phase(algo+" test"))
 		chosen[algo] = model
 		results = append(results, Result{Algorithm: algo, Params: best.params, Validation: bestM, Test: test, TrainTime: train, PeakMemMB: peak})
 	}
@@ -108,13 +109,13 @@ func RunEval(ds *Dataset, opts EvalOptions) []Result {
 	var bestM Metrics
 	for i, w := range BlendWeights {
 		b := &Blend{Models: []Model{chosenValid["rp3beta"], chosenValid["ials"]}, Weights: []float32{w, 1 - w}}
-		met := Evaluate(b, fit, valid, 20, bar.phase(fmt.Sprintf("tune blend %d/%d", i+1, len(BlendWeights))))
+		met := Evaluate(b, fit, valid, 20, bar.Phase(fmt.Sprintf("tune blend %d/%d", i+1, len(BlendWeights))))
 		if i == 0 || met.Recall > bestM.Recall {
 			bestW, bestM = w, met
 		}
 	}
 	b := &Blend{Models: []Model{chosen["rp3beta"], chosen["ials"]}, Weights: []float32{bestW, 1 - bestW}}
-	test := Evaluate(b, ds.Train, ds.Test, 20, bar.phase("blend test"))
+	test := Evaluate(b, ds.Train, ds.Test, 20, bar.Phase("blend test"))
 	var rp, ia Result
 	for _, r := range results {
 		switch r.Algorithm {
@@ -126,7 +127,7 @@ func RunEval(ds *Dataset, opts EvalOptions) []Result {
 	}
 	results = append(results, Result{Algorithm: "rp3beta+ials", Params: fmt.Sprintf("weight=%g", bestW), Validation: bestM, Test: test,
 		TrainTime: rp.TrainTime + ia.TrainTime, PeakMemMB: max(rp.PeakMemMB, ia.PeakMemMB)})
-	bar.done()
+	bar.Done()
 	return results
 }
 

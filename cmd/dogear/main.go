@@ -19,6 +19,8 @@ import (
 
 	"github.com/dogear-dev/dogear/bench"
 	"github.com/dogear-dev/dogear/catalog"
+	"github.com/dogear-dev/dogear/importer"
+	"github.com/dogear-dev/dogear/internal/progress"
 	"github.com/dogear-dev/dogear/loadgen"
 	"github.com/dogear-dev/dogear/recommend"
 	"github.com/dogear-dev/dogear/server"
@@ -38,7 +40,7 @@ func commands() []command {
 		{"rebuild", "recompute all state from the event log (--check compares instead)", rebuild},
 		{"dump", "write every event in the log as NDJSON (partition, offset, event)", dump},
 		{"loadgen", "send realistic synthetic reading events to a server, or write them as NDJSON", loadgenCmd},
-		{"import", "load data: 'import catalog books.csv' (goodbooks-10k format)", importCmd},
+		{"import", "load data: 'import catalog books.csv', 'import kindle EXPORT', 'import koreader statistics.sqlite3'", importCmd},
 		{"eval", "train and evaluate every recommender on a KGAT-format dataset (Recall@20, NDCG@20)", evalCmd},
 		{"bench", "benchmark: 'bench [ingest]' durable ingest, processing, queries; 'bench recommend' serving", benchCmd},
 		{"version", "print the version", func([]string) error { fmt.Println(versionString()); return nil }},
@@ -284,18 +286,28 @@ func writeNDJSON(gen *loadgen.Generator, path string, n int64) error {
 }
 
 func importCmd(args []string) error {
-	if len(args) == 0 || args[0] != "catalog" {
-		return errors.New("usage: dogear import catalog [--data-dir DIR] books.csv")
+	if len(args) == 0 {
+		return errors.New("usage: dogear import catalog|kindle|koreader PATH [flags]; see dogear import KIND --help")
 	}
-	cfg := server.DefaultConfig()
-	fs := newFlags("import catalog", "Load book metadata (goodbooks-10k books.csv: book_id, title, authors, year, isbn, covers, ratings) into the data directory; a running server picks it up at its next start")
-	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "folder of the embedded event log and state")
-	rest := args[1:]
+	kind, rest := args[0], args[1:]
 	var path string
 	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
 		path, rest = rest[0], rest[1:]
 	}
-	if err := parse(fs, rest); err != nil {
+	switch kind {
+	case "catalog":
+		return importCatalog(path, rest)
+	case "kindle", "koreader":
+		return importReaderData(kind, path, rest)
+	}
+	return fmt.Errorf("unknown import %q: catalog, kindle or koreader", kind)
+}
+
+func importCatalog(path string, args []string) error {
+	cfg := server.DefaultConfig()
+	fs := newFlags("import catalog", "Load book metadata (goodbooks-10k books.csv: book_id, title, authors, year, isbn, covers, ratings) into the data directory; a running server picks it up at its next start")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "folder of the embedded event log and state")
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if path == "" {
@@ -321,6 +333,45 @@ func importCmd(args []string) error {
 		fmt.Printf("  skipped %d rows: %s\n", n, reason)
 	}
 	return nil
+}
+
+func importReaderData(kind, path string, args []string) error {
+	what := map[string]string{
+		"kindle":   "Import Amazon's Kindle data export (a folder or the .zip from 'Request your data') as one reader's sessions, highlights and finishes",
+		"koreader": "Import KOReader's statistics.sqlite3 as one reader's page events (pages rescaled as KOReader's page_stat view does)",
+	}[kind]
+	fs := newFlags("import "+kind, what)
+	reader := fs.String("reader", "", "whose data it is: the dogear reader id (required)")
+	url := fs.String("url", "http://127.0.0.1:8080/v1/events", "ingest URL of a running dogear")
+	out := fs.String("out", "", "write the events as NDJSON to this file ('-' for stdout) instead of sending them")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if path == "" || *reader == "" {
+		return fmt.Errorf("usage: dogear import %s PATH --reader ID", kind)
+	}
+	var sink importer.Sink = &importer.HTTPSink{URL: *url}
+	if *out != "" {
+		fsink, err := importer.NewFileSink(*out)
+		if err != nil {
+			return err
+		}
+		sink = fsink
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	bar := progress.New(os.Stderr)
+	var sum *importer.Summary
+	var err error
+	if kind == "kindle" {
+		sum, err = importer.Kindle(ctx, path, *reader, sink, bar)
+	} else {
+		sum, err = importer.KOReader(ctx, path, *reader, sink, bar)
+	}
+	if sum != nil {
+		fmt.Printf("%s: %s\n", path, sum)
+	}
+	return err
 }
 
 func evalCmd(args []string) error {
