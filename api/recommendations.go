@@ -47,7 +47,7 @@ func (a *API) RegisterRecommendations(mux *http.ServeMux, r *Recommender) {
 		if err != nil {
 			return nil, err
 		}
-		return a.recommend(r, req.PathValue("id"), n)
+		return a.Recommend(r, req.PathValue("id"), n)
 	}))
 	mux.Handle("GET /v1/books/{id}/similar", a.timed("similar", func(req *http.Request) (any, error) {
 		n, err := intParam(req, "n", 20, 1, 100)
@@ -96,11 +96,11 @@ func (a *API) item(r *Recommender, book string, score float32, reason, because s
 	return it
 }
 
-// recommend ranks books for a reader: neighbours of their history first ("because you read X"),
+// Recommend ranks books for a reader: neighbours of their history first ("because you read X"),
 // then more by their favourite authors, then books trending now, then the most read books and
 // the catalog's best rated. Books the reader has any record of are never recommended: finished,
 // abandoned, bought, being read (those are in continue_reading), shelved or rated.
-func (a *API) recommend(r *Recommender, reader string, n int) (*Recommendations, error) {
+func (a *API) Recommend(r *Recommender, reader string, n int) (*Recommendations, error) {
 	now := a.now()
 	var history []recommend.Interaction
 	seen := map[string]bool{}

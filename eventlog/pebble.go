@@ -2,7 +2,9 @@ package eventlog
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -28,6 +30,8 @@ const maxGroupEvents = 256 << 10
 //	m/partitions            -> decimal partition count, fixed at creation
 //	l <u16 part> <u64 off>  -> stored event
 //	i <event id>            -> <u16 part> <u64 off>   (the dedup index)
+//	n <u16 part>            -> <u64 next offset>      (offsets are never reused)
+//	x <sha256(reader)>      -> <u64 end of the reader's partition when erased>
 var partitionsKey = []byte("m/partitions")
 
 func logKey(p int, off int64) []byte {
@@ -44,9 +48,16 @@ func idKey(id string) []byte { return append([]byte{'i'}, id...) }
 // fsync is under way wait for the next one and then share it, so the fsync rate stays bounded
 // and throughput grows with concurrency.
 type Pebble struct {
+	dir   string
+	cache int64
+	// dbMu guards db: every use holds it shared; Scrub closes and reopens db holding it alone.
+	dbMu  sync.RWMutex
 	db    *pebble.DB
 	parts int
 	end   []atomic.Int64
+
+	erasedMu sync.RWMutex
+	erased   map[string]int64 // sha256(reader) -> partition end offset when the reader was erased
 
 	reqs   chan *appendReq
 	closed chan struct{}
@@ -95,6 +106,7 @@ func OpenPebble(dir string, partitions int, cacheBytes int64) (*Pebble, error) {
 		partitions = stored
 	}
 	l := &Pebble{
+		dir: dir, cache: cacheBytes, erased: map[string]int64{},
 		db: db, parts: partitions, end: make([]atomic.Int64, partitions),
 		reqs: make(chan *appendReq, 1024), closed: make(chan struct{}), done: make(chan struct{}),
 		changed: make(chan struct{}),
@@ -106,6 +118,10 @@ func OpenPebble(dir string, partitions int, cacheBytes int64) (*Pebble, error) {
 			return nil, err
 		}
 		l.end[p].Store(end)
+	}
+	if err := l.loadErasures(); err != nil {
+		db.Close()
+		return nil, err
 	}
 	go l.writer()
 	return l, nil
@@ -123,16 +139,25 @@ func getPartitions(db *pebble.DB) (int, error) {
 	return strconv.Atoi(string(v))
 }
 
+func endKey(p int) []byte { return binary.BigEndian.AppendUint16([]byte("n"), uint16(p)) }
+
 func (l *Pebble) scanEnd(p int) (int64, error) {
+	var stored int64
+	if v, closer, err := l.db.Get(endKey(p)); err == nil {
+		stored = int64(binary.BigEndian.Uint64(v))
+		closer.Close()
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return 0, err
+	}
 	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: logKey(p, 0), UpperBound: logKey(p+1, 0)})
 	if err != nil {
 		return 0, err
 	}
 	defer it.Close()
 	if !it.Last() {
-		return 0, it.Error()
+		return stored, it.Error()
 	}
-	return int64(binary.BigEndian.Uint64(it.Key()[3:])) + 1, nil
+	return max(stored, int64(binary.BigEndian.Uint64(it.Key()[3:]))+1), nil
 }
 
 // Partitions implements Log.
@@ -226,6 +251,8 @@ func (l *Pebble) commit(group []*appendReq, n int, seen map[string]struct{}, nex
 	for p := range next {
 		next[p] = l.end[p].Load()
 	}
+	l.dbMu.RLock()
+	defer l.dbMu.RUnlock()
 	b := l.db.NewBatch()
 	defer b.Close()
 	var val [10]byte
@@ -262,6 +289,17 @@ func (l *Pebble) commit(group []*appendReq, n int, seen map[string]struct{}, nex
 	if written == 0 {
 		return nil
 	}
+	// The next offset of each partition is stored too: erasure can delete a partition's last
+	// records, and offsets must never be reused (processors have applied up to them).
+	for p := range next {
+		if next[p] != l.end[p].Load() {
+			var v [8]byte
+			binary.BigEndian.PutUint64(v[:], uint64(next[p]))
+			if err := b.Set(endKey(p), v[:], nil); err != nil {
+				return err
+			}
+		}
+	}
 	start := time.Now()
 	if err := b.Commit(pebble.Sync); err != nil {
 		if errors.Is(err, syscall.ENOSPC) {
@@ -288,16 +326,16 @@ func (l *Pebble) Read(ctx context.Context, p int, from int64, max int) ([]Record
 	if from >= end {
 		return nil, nil
 	}
-	if from+int64(max) < end {
-		end = from + int64(max)
-	}
+	l.dbMu.RLock()
+	defer l.dbMu.RUnlock()
+	// Up to the end, not from+max: erasure leaves gaps in the offsets, which reads skip.
 	it, err := l.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: logKey(p, from), UpperBound: logKey(p, end)})
 	if err != nil {
 		return nil, err
 	}
 	defer it.Close()
-	recs := make([]Record, 0, end-from)
-	for ok := it.First(); ok; ok = it.Next() {
+	recs := make([]Record, 0, min(int64(max), end-from))
+	for ok := it.First(); ok && len(recs) < max; ok = it.Next() {
 		v := it.Value()
 		recs = append(recs, Record{
 			Partition: p,
@@ -317,5 +355,103 @@ func (l *Pebble) Close() error {
 	}
 	close(l.closed)
 	<-l.done
+	l.dbMu.Lock()
+	defer l.dbMu.Unlock()
 	return l.db.Close()
+}
+
+// erasedKey is where an erasure is recorded: under a hash of the reader, so that the record of
+// an erasure does not itself keep the reader's id.
+func erasedKey(reader string) []byte {
+	h := sha256.Sum256([]byte(reader))
+	return append([]byte("x"), h[:]...)
+}
+
+func (l *Pebble) loadErasures() error {
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: []byte("x"), UpperBound: []byte("y")})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		l.erased[string(it.Key()[1:])] = int64(binary.BigEndian.Uint64(it.Value()))
+	}
+	return it.Error()
+}
+
+// ErasedBefore reports whether the reader was erased and, if so, the partition offset at the
+// time: records of the reader before it must not be applied (replays of older copies).
+func (l *Pebble) ErasedBefore(reader string) (int64, bool) {
+	h := sha256.Sum256([]byte(reader))
+	l.erasedMu.RLock()
+	defer l.erasedMu.RUnlock()
+	off, ok := l.erased[string(h[:])]
+	return off, ok
+}
+
+// EraseReader deletes every record of the reader (all in one partition) and their dedup index
+// entries, and records the erasure. It returns how many records were deleted. The bytes are gone
+// from disk only after Scrub.
+func (l *Pebble) EraseReader(ctx context.Context, reader string) (int, error) {
+	p := PartitionFor(reader, l.parts)
+	l.dbMu.RLock()
+	defer l.dbMu.RUnlock()
+	b := l.db.NewBatch()
+	defer b.Close()
+	it, err := l.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: logKey(p, 0), UpperBound: logKey(p+1, 0)})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var probe struct {
+		ID     string `json:"id"`
+		Reader string `json:"reader"`
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return n, err
+		}
+		probe.ID, probe.Reader = "", ""
+		if json.Unmarshal(v, &probe) != nil || probe.Reader != reader {
+			continue
+		}
+		b.Delete(it.Key(), nil)
+		b.Delete(idKey(probe.ID), nil)
+		n++
+	}
+	if err := it.Close(); err != nil {
+		return n, err
+	}
+	end := l.end[p].Load()
+	var val [8]byte
+	binary.BigEndian.PutUint64(val[:], uint64(end))
+	b.Set(erasedKey(reader), val[:], nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return n, err
+	}
+	l.erasedMu.Lock()
+	l.erased[string(erasedKey(reader)[1:])] = end
+	l.erasedMu.Unlock()
+	return n, nil
+}
+
+// Scrub makes erased records physically gone from the store's files (pebbledb.Scrub), closing
+// and reopening the store while appends and reads wait.
+func (l *Pebble) Scrub() error {
+	l.dbMu.Lock()
+	defer l.dbMu.Unlock()
+	if err := pebbledb.Scrub(l.db, []byte("m/scrub")); err != nil {
+		return err
+	}
+	if err := l.db.Close(); err != nil {
+		return err
+	}
+	db, err := pebbledb.Open(l.dir, l.cache)
+	if err != nil {
+		return err
+	}
+	l.db = db
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -40,6 +41,8 @@ type Config struct {
 
 // Server holds kosync users and their latest progress per document, in its own Pebble store.
 type Server struct {
+	dir     string
+	mu      sync.RWMutex // guards db: shared for every use, exclusive to reopen after erasure
 	db      *pebble.DB
 	log     eventlog.Log
 	catalog *catalog.Catalog
@@ -57,11 +60,87 @@ func Open(dir string, log eventlog.Log, cat *catalog.Catalog, cfg Config, logger
 	if cfg.BcryptCost == 0 {
 		cfg.BcryptCost = bcrypt.DefaultCost
 	}
-	return &Server{db: db, log: log, catalog: cat, cfg: cfg, logger: logger, now: time.Now}, nil
+	return &Server{dir: dir, db: db, log: log, catalog: cat, cfg: cfg, logger: logger, now: time.Now}, nil
 }
 
 // Close closes the store.
-func (s *Server) Close() error { return s.db.Close() }
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.db.Close()
+}
+
+// get reads a key, copying the value; ok is false when it is absent.
+func (s *Server) get(key []byte) ([]byte, bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...), true, nil
+}
+
+func (s *Server) set(key, value []byte) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.db.Set(key, value, pebble.Sync)
+}
+
+// EraseUser deletes the user and all their progress, and scrubs the store so no byte of them
+// remains in its files.
+func (s *Server) EraseUser(user string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.db.NewBatch()
+	b.Delete(userKey(user), nil)
+	prefix := progressKey(user, "")
+	b.DeleteRange(prefix, append(prefix[:len(prefix):len(prefix)], 0xff), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	if err := pebbledb.Scrub(s.db, []byte("m/scrub")); err != nil {
+		return err
+	}
+	if err := s.db.Close(); err != nil {
+		return err
+	}
+	db, err := pebbledb.Open(s.dir, 8<<20)
+	if err != nil {
+		return err
+	}
+	s.db = db
+	return nil
+}
+
+// ExportUser returns everything stored for the user: whether they have an account, and their
+// progress per document.
+func (s *Server) ExportUser(user string) (bool, []Progress, error) {
+	_, exists, err := s.get(userKey(user))
+	if err != nil {
+		return false, nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	prefix := progressKey(user, "")
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: append(prefix[:len(prefix):len(prefix)], 0xff)})
+	if err != nil {
+		return false, nil, err
+	}
+	defer it.Close()
+	var out []Progress
+	for ok := it.First(); ok; ok = it.Next() {
+		var p Progress
+		if json.Unmarshal(it.Value(), &p) == nil {
+			out = append(out, p)
+		}
+	}
+	return exists, out, it.Error()
+}
 
 // Register adds the protocol's routes under prefix ("" for the root paths KOReader uses when the
 // whole host is a sync server).
@@ -111,8 +190,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusForbidden, codeInvalidFields, "Invalid request: username (no ':' or '/') and password are required")
 		return
 	}
-	if _, closer, err := s.db.Get(userKey(user)); err == nil {
-		closer.Close()
+	if _, exists, err := s.get(userKey(user)); err != nil || exists {
 		fail(w, http.StatusPaymentRequired, codeUserExists, "Username is already registered.")
 		return
 	}
@@ -122,7 +200,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusInternalServerError, codeInternal, "Unknown server error.")
 		return
 	}
-	if err := s.db.Set(userKey(user), hash, pebble.Sync); err != nil {
+	if err := s.set(userKey(user), hash); err != nil {
 		fail(w, http.StatusInternalServerError, codeInternal, "Unknown server error.")
 		return
 	}
@@ -135,11 +213,10 @@ func (s *Server) authorize(r *http.Request) string {
 	if user == "" || key == "" {
 		return ""
 	}
-	hash, closer, err := s.db.Get(userKey(user))
-	if err != nil {
+	hash, ok, err := s.get(userKey(user))
+	if err != nil || !ok {
 		return ""
 	}
-	defer closer.Close()
 	if bcrypt.CompareHashAndPassword(hash, []byte(key)) != nil {
 		return ""
 	}
@@ -208,7 +285,7 @@ func (s *Server) putProgress(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b, _ := json.Marshal(p)
-	if err := s.db.Set(progressKey(user, doc), b, pebble.Sync); err != nil {
+	if err := s.set(progressKey(user, doc), b); err != nil {
 		fail(w, http.StatusInternalServerError, codeInternal, "Unknown server error.")
 		return
 	}
@@ -218,15 +295,12 @@ func (s *Server) putProgress(w http.ResponseWriter, r *http.Request) {
 // bookFor is the dogear book id of a KOReader document: a catalog book when the document was
 // once matched by its title (from optional metadata), else the document hash itself.
 func (s *Server) bookFor(doc string, meta map[string]any) (string, error) {
-	if v, closer, err := s.db.Get(documentKey(doc)); err == nil {
-		defer closer.Close()
-		return string(v), nil
-	} else if !errors.Is(err, pebble.ErrNotFound) {
-		return "", err
+	if v, ok, err := s.get(documentKey(doc)); err != nil || ok {
+		return string(v), err
 	}
 	if title, _ := meta["title"].(string); title != "" {
 		if id, ok := s.catalog.FindTitle(title); ok {
-			return id, s.db.Set(documentKey(doc), []byte(id), pebble.Sync)
+			return id, s.set(documentKey(doc), []byte(id))
 		}
 	}
 	return doc, nil
@@ -262,15 +336,15 @@ func (s *Server) getProgress(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusForbidden, codeDocumentMissing, "Field 'document' not provided.")
 		return
 	}
-	v, closer, err := s.db.Get(progressKey(user, doc))
-	if errors.Is(err, pebble.ErrNotFound) {
-		reply(w, http.StatusOK, map[string]any{})
-		return
-	} else if err != nil {
+	v, ok, err := s.get(progressKey(user, doc))
+	if err != nil {
 		fail(w, http.StatusInternalServerError, codeInternal, "Unknown server error.")
 		return
 	}
-	defer closer.Close()
+	if !ok {
+		reply(w, http.StatusOK, map[string]any{})
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(v)
 }

@@ -36,12 +36,26 @@ type Processor struct {
 	store   state.Store
 	applied []atomic.Int64 // next offset per partition, as committed
 	logger  *slog.Logger
+	erase   []chan eraseReq // per partition, served between batches
+}
+
+type eraseReq struct {
+	reader string
+	done   chan error
+}
+
+// readerEraser is a log that can delete a reader's records (the embedded log).
+type readerEraser interface {
+	EraseReader(ctx context.Context, reader string) (int, error)
+	ErasedBefore(reader string) (int64, bool)
 }
 
 // New returns a processor of log into store.
 func New(log eventlog.Log, store state.Store, logger *slog.Logger) (*Processor, error) {
-	p := &Processor{log: log, store: store, applied: make([]atomic.Int64, log.Partitions()), logger: logger}
+	p := &Processor{log: log, store: store, applied: make([]atomic.Int64, log.Partitions()), logger: logger,
+		erase: make([]chan eraseReq, log.Partitions())}
 	for part := range p.applied {
+		p.erase[part] = make(chan eraseReq)
 		off, err := store.Offset(part)
 		if err != nil {
 			return nil, err
@@ -95,6 +109,12 @@ func (p *Processor) partition(ctx context.Context, part int, untilEnd bool) erro
 		if stop >= 0 && off >= stop {
 			return nil
 		}
+		select {
+		case req := <-p.erase[part]:
+			req.done <- p.eraseReader(ctx, part, off, req.reader)
+			continue
+		default:
+		}
 		changed := p.log.Changed()
 		recs, err := p.log.Read(ctx, part, off, BatchSize)
 		if err != nil {
@@ -106,6 +126,8 @@ func (p *Processor) partition(ctx context.Context, part int, untilEnd bool) erro
 				return ctx.Err()
 			case <-changed:
 			case <-poll.C:
+			case req := <-p.erase[part]:
+				req.done <- p.eraseReader(ctx, part, off, req.reader)
 			}
 			continue
 		}
@@ -119,6 +141,12 @@ func (p *Processor) partition(ctx context.Context, part int, untilEnd bool) erro
 				p.logger.Error("skipping undecodable log record", "partition", part, "offset", recs[i].Offset, "err", err)
 				corrupt++
 				continue
+			}
+			if er, isEraser := p.log.(readerEraser); isEraser {
+				if before, erased := er.ErasedBefore(e.Reader); erased && recs[i].Offset < before {
+					dups++ // a copy of an erased reader's event (a replay): never applied again
+					continue
+				}
 			}
 			ok, err := insights.Apply(tx, part, &e)
 			if err != nil {
@@ -140,6 +168,33 @@ func (p *Processor) partition(ctx context.Context, part int, untilEnd bool) erro
 		eventsTotal.WithLabelValues("duplicate").Add(dups)
 		eventsTotal.WithLabelValues("corrupt").Add(corrupt)
 	}
+}
+
+// Erase removes a reader from the log (when the log supports it) and from state, in the
+// goroutine that owns the reader's partition, so no batch in flight can bring them back. Run must
+// be running.
+func (p *Processor) Erase(ctx context.Context, reader string) error {
+	req := eraseReq{reader: reader, done: make(chan error, 1)}
+	part := eventlog.PartitionFor(reader, len(p.applied))
+	select {
+	case p.erase[part] <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return <-req.done
+}
+
+func (p *Processor) eraseReader(ctx context.Context, part int, off int64, reader string) error {
+	if er, ok := p.log.(readerEraser); ok {
+		if _, err := er.EraseReader(ctx, reader); err != nil {
+			return err
+		}
+	}
+	var w state.Writes
+	if err := insights.Erase(p.store, &w, part, reader); err != nil {
+		return err
+	}
+	return p.store.Commit(part, off, &w)
 }
 
 // Lag is, per partition, how many log records are not yet folded into state.

@@ -102,6 +102,7 @@ type Server struct {
 	trainer  *trainer.Trainer
 	catalog  *catalog.Catalog
 	kosync   *kosync.Server
+	api      *api.API
 	ready    atomic.Bool
 
 	shutdown    sync.Once
@@ -174,9 +175,10 @@ func (s *Server) routes() http.Handler {
 	if s.cfg.KosyncAtRoot {
 		s.kosync.Register(mux, "")
 	}
-	q := api.New(s.stores.State, s.proc, s.cfg.Logger)
-	q.Register(mux)
-	q.RegisterRecommendations(mux, &api.Recommender{Registry: s.registry, Trainer: s.trainer, Catalog: s.catalog})
+	s.api = api.New(s.stores.State, s.proc, s.cfg.Logger)
+	s.api.Register(mux)
+	s.api.RegisterRecommendations(mux, s.recommender())
+	s.privacyRoutes(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		httpjson.Write(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -198,6 +200,10 @@ func (s *Server) routes() http.Handler {
 		httpjson.Fail(w, http.StatusNotFound, httpjson.Error{Error: fmt.Sprintf("no route %s %s; see docs/openapi.yaml", r.Method, r.URL.Path)})
 	})
 	return mux
+}
+
+func (s *Server) recommender() *api.Recommender {
+	return &api.Recommender{Registry: s.registry, Trainer: s.trainer, Catalog: s.catalog}
 }
 
 // Registry gives access to the model registry.

@@ -3,6 +3,7 @@ package state
 import (
 	"encoding/binary"
 	"errors"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -12,6 +13,10 @@ import (
 // Pebble is the embedded Store. User keys live under "s", partition offsets under "o", so a
 // Scan of every user key never sees bookkeeping.
 type Pebble struct {
+	dir   string
+	cache int64
+	// mu guards db: every use holds it shared; Scrub closes and reopens db holding it alone.
+	mu sync.RWMutex
 	db *pebble.DB
 }
 
@@ -21,7 +26,7 @@ func OpenPebble(dir string, cacheBytes int64) (*Pebble, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Pebble{db: db}, nil
+	return &Pebble{dir: dir, cache: cacheBytes, db: db}, nil
 }
 
 func userKey(k []byte) []byte { return append([]byte{'s'}, k...) }
@@ -34,6 +39,8 @@ func offsetKey(p int) []byte {
 
 // Get implements Store.
 func (s *Pebble) Get(key []byte) ([]byte, bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	v, closer, err := s.db.Get(userKey(key))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
@@ -47,6 +54,8 @@ func (s *Pebble) Get(key []byte) ([]byte, bool, error) {
 
 // Scan implements Store.
 func (s *Pebble) Scan(lower, upper []byte, fn func(key, value []byte) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	ub := []byte{'s' + 1} // the end of all user keys
 	if upper != nil {
 		ub = userKey(upper)
@@ -75,6 +84,8 @@ func (s *Pebble) Scan(lower, upper []byte, fn func(key, value []byte) error) err
 // crash loses at most a suffix of commits together with their offsets, and processors re-apply
 // those events from the durable event log.
 func (s *Pebble) Commit(partition int, offset int64, w *Writes) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	b := s.db.NewBatch()
 	defer b.Close()
 	err := w.Each(func(k string, v []byte, del bool) error {
@@ -96,6 +107,8 @@ func (s *Pebble) Commit(partition int, offset int64, w *Writes) error {
 
 // Offset implements Store.
 func (s *Pebble) Offset(partition int) (int64, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	v, closer, err := s.db.Get(offsetKey(partition))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, nil
@@ -109,9 +122,30 @@ func (s *Pebble) Offset(partition int) (int64, error) {
 
 // Close implements Store. It flushes the write-ahead log so a clean shutdown loses nothing.
 func (s *Pebble) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err := s.db.Flush(); err != nil {
 		s.db.Close()
 		return err
 	}
 	return s.db.Close()
+}
+
+// Scrub makes deleted state physically gone from the store's files (pebbledb.Scrub), closing and
+// reopening the store while other users wait.
+func (s *Pebble) Scrub() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := pebbledb.Scrub(s.db, []byte("m/scrub")); err != nil {
+		return err
+	}
+	if err := s.db.Close(); err != nil {
+		return err
+	}
+	db, err := pebbledb.Open(s.dir, s.cache)
+	if err != nil {
+		return err
+	}
+	s.db = db
+	return nil
 }

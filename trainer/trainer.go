@@ -65,6 +65,20 @@ func (t *Trainer) Run(ctx context.Context, interval time.Duration) {
 // TrainOnce runs one round: collect interactions, hold out each reader's latest, train, evaluate
 // candidate and serving model on the held-out interactions, save, and promote if not worse.
 func (t *Trainer) TrainOnce(ctx context.Context) (registry.Version, error) {
+	return t.train(ctx, false)
+}
+
+// TrainAfterErasure trains a model without the erased data and promotes it whatever the gate
+// says, when a model is serving: an erased reader's influence must leave the serving model even
+// if the new one scores lower.
+func (t *Trainer) TrainAfterErasure(ctx context.Context) (registry.Version, error) {
+	if m, _ := t.reg.Serving(); m == nil {
+		return registry.Version{}, ErrNoData
+	}
+	return t.train(ctx, true)
+}
+
+func (t *Trainer) train(ctx context.Context, force bool) (registry.Version, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	asOf := t.now()
@@ -104,6 +118,9 @@ func (t *Trainer) TrainOnce(ctx context.Context) (registry.Version, error) {
 		}
 		m.Reason = fmt.Sprintf("Recall@20 %.4f on %d held-out interactions, %s serving version %d (%.4f)",
 			m.Candidate.Recall, len(holdout), verdict, servingVer, s.Recall)
+	}
+	if force && !m.Promoted {
+		m.Promoted, m.Reason = true, "promoted after a reader's erasure regardless of the gate: "+m.Reason
 	}
 	v, err := t.reg.Save(cand, m)
 	if err != nil {

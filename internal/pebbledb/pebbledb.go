@@ -3,6 +3,7 @@
 package pebbledb
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -21,6 +22,9 @@ func Open(dir string, cacheBytes int64) (*pebble.DB, error) {
 		// miss cost one memory probe per file instead of a block read.
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             quietLogger{},
+		// Rotate the manifest at every change so it never keeps a history of file boundary
+		// keys: after an erasure no erased key may survive anywhere in the store (Scrub).
+		MaxManifestFileSize: 1,
 	}
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
@@ -30,6 +34,23 @@ func Open(dir string, cacheBytes int64) (*pebble.DB, error) {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
 	return db, nil
+}
+
+// Scrub makes deleted data physically gone: it flushes the memtable, compacts every level
+// (dropping deleted keys and their tombstones), and records one more change so the manifest
+// rotates past the compaction's history. The caller then closes and reopens the store, at which
+// point Pebble deletes the obsolete (and recycled) write-ahead logs, tables and manifests.
+func Scrub(db *pebble.DB, marker []byte) error {
+	if err := db.Flush(); err != nil {
+		return err
+	}
+	if err := db.Compact(context.Background(), []byte{0}, []byte{0xff, 0xff, 0xff, 0xff}, true); err != nil {
+		return err
+	}
+	if err := db.Set(marker, nil, pebble.Sync); err != nil {
+		return err
+	}
+	return db.Flush()
 }
 
 // quietLogger drops Pebble's informational messages (WAL recovery, compactions) that would flood

@@ -1,0 +1,86 @@
+package insights
+
+import (
+	"bytes"
+	"encoding/binary"
+
+	"github.com/dogear-dev/dogear/state"
+)
+
+// Erase removes everything state holds about a reader — their records, their share of book
+// statistics, trending and activity, and their part of the partition's counters — so that state
+// equals what folding the log without that reader gives. It must run in the goroutine that owns
+// the reader's partition, between batches.
+func Erase(src state.Reader, w *state.Writes, partition int, reader string) error {
+	var counts PartitionCounts
+	b, ok, err := src.Get(countsKey(partition))
+	if err != nil {
+		return err
+	}
+	if ok {
+		if err := decodeRecord(b, &counts); err != nil {
+			return err
+		}
+	}
+	prefix := readerPrefix(reader)
+	found := false
+	days := map[string]bool{}
+	var books []ReaderBook
+	err = state.ScanPrefix(src, prefix, func(k, v []byte) error {
+		found = true
+		w.Delete(k)
+		rest := k[len(prefix):]
+		switch {
+		case len(rest) == 1 && rest[0] == 'm':
+			var meta ReaderMeta
+			if err := decodeRecord(v, &meta); err != nil {
+				return err
+			}
+			counts.Events -= meta.Events
+			counts.Readers--
+		case bytes.HasPrefix(rest, []byte("b"+sep)):
+			var rb ReaderBook
+			if err := decodeRecord(v, &rb); err != nil {
+				return err
+			}
+			books = append(books, rb)
+		case bytes.HasPrefix(rest, []byte("t"+sep)) && len(rest) == 10:
+			var s Slot
+			if err := decodeRecord(v, &s); err != nil {
+				return err
+			}
+			counts.ReadingEvents -= s.Events
+			slot := int64(binary.BigEndian.Uint64(rest[2:]))
+			days[dayString(slot*slotSeconds*1000)] = true
+		}
+		return nil
+	})
+	if err != nil || !found {
+		return err
+	}
+	for _, rb := range books {
+		counts.ReaderBooks--
+		w.Delete(bookReaderKey(rb.Book, reader))
+		if rb.First != 0 {
+			w.Delete(startKey(rb.First/3_600_000, rb.Book, reader))
+		}
+		if rb.Highlights > 0 {
+			hp := highlightsPrefix(rb.Book)
+			suffix := []byte(sep + reader)
+			err := state.ScanPrefix(src, hp, func(k, _ []byte) error {
+				if bytes.HasSuffix(k, suffix) && len(k) == len(hp)+16+len(suffix) {
+					w.Delete(k)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+	}
+	for day := range days {
+		w.Delete(activeKey(day, reader))
+	}
+	w.Put(countsKey(partition), encodeRecord(&counts))
+	return nil
+}

@@ -1,0 +1,107 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/dogear-dev/dogear/eventlog"
+	"github.com/dogear-dev/dogear/insights"
+	"github.com/dogear-dev/dogear/internal/httpjson"
+	"github.com/dogear-dev/dogear/trainer"
+)
+
+// Export streams everything dogear holds about a reader as NDJSON, one object per line with a
+// "kind": every event in the log, insights, books, recommendations, and kosync data.
+func (s *Server) Export(ctx context.Context, reader string, w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	enc := json.NewEncoder(bw)
+	p := eventlog.PartitionFor(reader, s.stores.Log.Partitions())
+	var probe struct {
+		Reader string `json:"reader"`
+	}
+	for off := int64(0); ; {
+		recs, err := s.stores.Log.Read(ctx, p, off, 10_000)
+		if err != nil {
+			return err
+		}
+		if len(recs) == 0 {
+			break
+		}
+		for _, r := range recs {
+			probe.Reader = ""
+			if json.Unmarshal(r.Value, &probe) == nil && probe.Reader == reader {
+				enc.Encode(map[string]any{"kind": "event", "partition": p, "offset": r.Offset, "event": json.RawMessage(r.Value)})
+			}
+		}
+		off = recs[len(recs)-1].Offset + 1
+	}
+	now := time.Now()
+	if ins, err := insights.Reader(s.stores.State, reader, now, 366); err == nil {
+		enc.Encode(map[string]any{"kind": "insights", "insights": ins})
+	} else if !errors.Is(err, insights.ErrNotFound) {
+		return err
+	}
+	if books, err := insights.Books(s.stores.State, reader); err == nil {
+		enc.Encode(map[string]any{"kind": "books", "books": books})
+	}
+	if recs, err := s.api.Recommend(s.recommender(), reader, 20); err == nil {
+		enc.Encode(map[string]any{"kind": "recommendations", "recommendations": recs})
+	}
+	exists, progress, err := s.kosync.ExportUser(reader)
+	if err != nil {
+		return err
+	}
+	if exists || len(progress) > 0 {
+		enc.Encode(map[string]any{"kind": "kosync", "account": exists, "progress": progress})
+	}
+	return bw.Flush()
+}
+
+// Erase removes a reader from the event log, state (their records and their share of every
+// aggregate) and the kosync store, records the erasure (by a hash of the id) so replays cannot
+// bring them back, rewrites the stores so no byte of them remains in the files, and retrains the
+// recommender without them.
+func (s *Server) Erase(ctx context.Context, reader string) error {
+	if err := s.proc.Erase(ctx, reader); err != nil {
+		return fmt.Errorf("erasing from log and state: %w", err)
+	}
+	if err := s.kosync.EraseUser(reader); err != nil {
+		return fmt.Errorf("erasing from kosync: %w", err)
+	}
+	if err := s.stores.Log.Scrub(); err != nil {
+		return fmt.Errorf("scrubbing the log: %w", err)
+	}
+	if err := s.stores.State.Scrub(); err != nil {
+		return fmt.Errorf("scrubbing state: %w", err)
+	}
+	go func() {
+		if _, err := s.trainer.TrainAfterErasure(context.Background()); err != nil && !errors.Is(err, trainer.ErrNoData) {
+			s.cfg.Logger.Error("retraining after an erasure failed", "err", err)
+		}
+	}()
+	s.cfg.Logger.Info("erased a reader from log, state and kosync")
+	return nil
+}
+
+func (s *Server) privacyRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/readers/{id}/export", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", "dogear-"+r.PathValue("id")+".ndjson"))
+		if err := s.Export(r.Context(), r.PathValue("id"), w); err != nil {
+			s.cfg.Logger.Error("export failed", "err", err)
+		}
+	})
+	mux.HandleFunc("DELETE /v1/readers/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.Erase(r.Context(), r.PathValue("id")); err != nil {
+			httpjson.Fail(w, http.StatusInternalServerError, httpjson.Error{Error: err.Error()})
+			return
+		}
+		httpjson.Write(w, http.StatusOK, map[string]any{"erased": r.PathValue("id")})
+	})
+}
