@@ -29,6 +29,9 @@ type Config struct {
 	MaxBodyBytes int64 // compressed and decompressed body, each
 	MaxEvents    int   // events per request
 	MaxInFlight  int   // requests decoded or waiting for the log at once; more get 429
+	// Limit, when set, takes n events from the caller's rate limit (per write key); refused, the
+	// request gets 429 with Retry-After.
+	Limit func(ctx context.Context, n int) (ok bool, wait time.Duration, err error) `json:"-"`
 }
 
 // DefaultConfig: 16 MiB bodies, 100k events per request, 32 requests in flight, which bounds
@@ -140,6 +143,17 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) int {
 			continue
 		}
 		entries = append(entries, eventlog.Entry{ID: e.ID, Key: e.Reader, Value: e.Marshal()})
+	}
+	if h.cfg.Limit != nil && len(entries) > 0 {
+		ok, wait, err := h.cfg.Limit(r.Context(), len(entries))
+		if err != nil {
+			return httpjson.Fail(w, http.StatusRequestEntityTooLarge, httpjson.Error{Error: err.Error()})
+		}
+		if !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(wait.Seconds()+0.999))))
+			return httpjson.Fail(w, http.StatusTooManyRequests, httpjson.Error{
+				Error: fmt.Sprintf("rate limit of this write key reached: retry after %v; nothing from this request was stored", wait.Round(time.Millisecond))})
+		}
 	}
 	if len(entries) > 0 {
 		dup, err := h.log.Append(r.Context(), entries)

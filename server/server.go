@@ -5,6 +5,8 @@ package server
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/dogear-dev/dogear/api"
+	"github.com/dogear-dev/dogear/auth"
 	"github.com/dogear-dev/dogear/catalog"
 	"github.com/dogear-dev/dogear/dashboard"
 	"github.com/dogear-dev/dogear/eventlog"
@@ -51,6 +54,13 @@ type Config struct {
 	// the root paths, for devices pointed at the bare host.
 	Kosync       kosync.Config
 	KosyncAtRoot bool
+	// RequireAuth turns on keys and tokens even on loopback. Off loopback they are always on.
+	RequireAuth bool
+	// KeyRate limits each write key to this many events per second (0: no limit).
+	KeyRate float64
+	// TLS: certificate and key for every listener; ClientCA also requires client certificates
+	// signed by it (mutual TLS between roles).
+	TLSCert, TLSKey, TLSClientCA string
 }
 
 // DefaultConfig is what `dogear serve` does with no flags.
@@ -59,7 +69,7 @@ func DefaultConfig() Config {
 		DataDir: "dogear-data", Addr: "127.0.0.1:8080", CacheBytes: 256 << 20,
 		Ingest: ingest.DefaultConfig(), Logger: slog.Default(),
 		TrainInterval: 10 * time.Minute, Recommender: trainer.DefaultParams,
-		Kosync: kosync.Config{AllowRegistration: true},
+		Kosync: kosync.Config{AllowRegistration: true}, KeyRate: 100_000,
 	}
 }
 
@@ -103,6 +113,7 @@ type Server struct {
 	catalog  *catalog.Catalog
 	kosync   *kosync.Server
 	api      *api.API
+	guard    *auth.Guard
 	ready    atomic.Bool
 
 	shutdown    sync.Once
@@ -135,13 +146,19 @@ func Start(cfg Config) (*Server, error) {
 		stores.Close()
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
+	guard, err := newGuard(cfg)
 	if err != nil {
 		ks.Close()
 		stores.Close()
-		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+		return nil, err
 	}
-	s := &Server{cfg: cfg, stores: stores, proc: proc, ln: ln, procDone: make(chan error, 1), kosync: ks,
+	ln, err := listen(cfg)
+	if err != nil {
+		ks.Close()
+		stores.Close()
+		return nil, err
+	}
+	s := &Server{cfg: cfg, stores: stores, proc: proc, ln: ln, procDone: make(chan error, 1), kosync: ks, guard: guard,
 		registry: reg, catalog: cat, trainer: trainer.New(stores.State, reg, cfg.Recommender, cfg.Logger)}
 	s.http = &http.Server{
 		Handler: s.routes(),
@@ -169,8 +186,10 @@ func Start(cfg Config) (*Server, error) {
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("POST /v1/events", ingest.New(s.stores.Log, s.cfg.Ingest, s.cfg.Logger))
-	segment.New(s.stores.Log, nil, s.cfg.Logger).Register(mux)
+	icfg := s.cfg.Ingest
+	icfg.Limit = s.guard.AllowEvents
+	mux.Handle("POST /v1/events", ingest.New(s.stores.Log, icfg, s.cfg.Logger))
+	segment.New(s.stores.Log, s.guard.CheckWriteKey, s.cfg.Logger).Register(mux)
 	s.kosync.Register(mux, "/kosync")
 	if s.cfg.KosyncAtRoot {
 		s.kosync.Register(mux, "")
@@ -199,7 +218,71 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpjson.Fail(w, http.StatusNotFound, httpjson.Error{Error: fmt.Sprintf("no route %s %s; see docs/openapi.yaml", r.Method, r.URL.Path)})
 	})
-	return mux
+	return s.guard.Wrap(mux)
+}
+
+// newGuard sets up authentication: on unless the server only listens on loopback (local-only
+// mode) and RequireAuth is off. The log says which, plainly.
+func newGuard(cfg Config) (*auth.Guard, error) {
+	tokens, err := auth.OpenTokens(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	g := &auth.Guard{On: cfg.RequireAuth || !loopback(cfg.Addr), Keys: auth.OpenKeys(cfg.DataDir), Tokens: tokens,
+		EventsPerSecond: cfg.KeyRate, Burst: max(int(cfg.KeyRate), cfg.Ingest.MaxEvents)}
+	if g.On {
+		cfg.Logger.Info("auth: write keys required for ingest, signed tokens for reads (dogear keys, dogear token)")
+	} else {
+		cfg.Logger.Warn("auth: LOCAL-ONLY MODE on loopback: no write keys or tokens are checked; listening beyond loopback (or --require-auth) turns them on")
+	}
+	return g, nil
+}
+
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// listen opens the listener, with TLS (and client certificates) when configured.
+func listen(cfg Config) (net.Listener, error) {
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	if cfg.TLSCert == "" && cfg.TLSKey == "" {
+		if cfg.TLSClientCA != "" {
+			ln.Close()
+			return nil, errors.New("--tls-client-ca needs --tls-cert and --tls-key")
+		}
+		return ln, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if cfg.TLSClientCA != "" {
+		pem, err := os.ReadFile(cfg.TLSClientCA)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("--tls-client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			ln.Close()
+			return nil, fmt.Errorf("--tls-client-ca: no PEM certificate in %s", cfg.TLSClientCA)
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return tls.NewListener(ln, tc), nil
 }
 
 func (s *Server) recommender() *api.Recommender {

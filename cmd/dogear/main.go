@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dogear-dev/dogear/auth"
 	"github.com/dogear-dev/dogear/bench"
 	"github.com/dogear-dev/dogear/catalog"
 	"github.com/dogear-dev/dogear/importer"
@@ -40,6 +41,8 @@ func commands() []command {
 		{"rebuild", "recompute all state from the event log (--check compares instead)", rebuild},
 		{"dump", "write every event in the log as NDJSON (partition, offset, event)", dump},
 		{"loadgen", "send realistic synthetic reading events to a server, or write them as NDJSON", loadgenCmd},
+		{"keys", "write keys for event sources: 'keys create NAME', 'keys list', 'keys revoke ID|NAME'", keysCmd},
+		{"token", "issue a signed token: 'token --reader ID' (that reader's data) or 'token --admin'", tokenCmd},
 		{"import", "load data: 'import catalog books.csv', 'import kindle EXPORT', 'import koreader statistics.sqlite3'", importCmd},
 		{"eval", "train and evaluate every recommender on a KGAT-format dataset (Recall@20, NDCG@20)", evalCmd},
 		{"bench", "benchmark: 'bench [ingest]' durable ingest, processing, queries; 'bench recommend' serving", benchCmd},
@@ -130,6 +133,11 @@ func serve(args []string) error {
 	fs.IntVar(&cfg.Ingest.MaxInFlight, "max-inflight", cfg.Ingest.MaxInFlight, "ingest requests processed at once; more get 429 with Retry-After")
 	fs.DurationVar(&cfg.TrainInterval, "train-interval", cfg.TrainInterval, "retrain the recommender this often (0: only on POST /v1/models/train)")
 	fs.BoolVar(&cfg.Kosync.AllowRegistration, "kosync-registration", cfg.Kosync.AllowRegistration, "let KOReader devices register new kosync users")
+	fs.BoolVar(&cfg.RequireAuth, "require-auth", false, "require write keys and tokens even on loopback (always required off loopback)")
+	fs.Float64Var(&cfg.KeyRate, "key-rate", cfg.KeyRate, "events per second each write key may send (0: no limit)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate (PEM) for the listener")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key (PEM)")
+	fs.StringVar(&cfg.TLSClientCA, "tls-client-ca", "", "require client certificates signed by this CA (PEM): mutual TLS between roles")
 	fs.BoolVar(&cfg.KosyncAtRoot, "kosync-root", false, "also serve the kosync protocol at the root paths (/users/..., /syncs/...), for devices pointed at the bare host")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parse(fs, args); err != nil {
@@ -282,6 +290,86 @@ func writeNDJSON(gen *loadgen.Generator, path string, n int64) error {
 	if path != "-" {
 		fmt.Fprintf(os.Stderr, "wrote %d events to %s\n", n, path)
 	}
+	return nil
+}
+
+func keysCmd(args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: dogear keys create NAME | list | revoke ID|NAME [--data-dir DIR]")
+	}
+	verb, rest := args[0], args[1:]
+	var arg string
+	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		arg, rest = rest[0], rest[1:]
+	}
+	cfg := server.DefaultConfig()
+	fs := newFlags("keys "+verb, "Manage write keys (stored hashed in DATA_DIR/keys.json; a running server sees changes on its next request)")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "folder of the embedded event log and state")
+	if err := parse(fs, rest); err != nil {
+		return err
+	}
+	keys := auth.OpenKeys(cfg.DataDir)
+	switch verb {
+	case "create":
+		if arg == "" {
+			return errors.New("name the source: dogear keys create NAME")
+		}
+		key, rec, err := keys.Create(arg)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%s\n", key)
+		fmt.Fprintf(os.Stderr, "write key %s for %q: shown once, stored only hashed; send it as Authorization: Bearer <key>\n", rec.ID, rec.Name)
+	case "list":
+		list, err := keys.List()
+		if err != nil {
+			return err
+		}
+		for _, k := range list {
+			state := "active"
+			if k.Revoked != nil {
+				state = "revoked " + k.Revoked.Format(time.RFC3339)
+			}
+			fmt.Printf("%s  %-20s  created %s  %s\n", k.ID, k.Name, k.Created.Format(time.RFC3339), state)
+		}
+	case "revoke":
+		n, err := keys.Revoke(arg)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("revoked %d key(s)\n", n)
+	default:
+		return fmt.Errorf("unknown keys command %q: create, list or revoke", verb)
+	}
+	return nil
+}
+
+func tokenCmd(args []string) error {
+	cfg := server.DefaultConfig()
+	fs := newFlags("token", "Issue a signed, expiring token: a reader token opens only that reader's insights, recommendations and export; an admin token opens everything")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "folder whose token secret signs the token")
+	reader := fs.String("reader", "", "issue a token for this reader")
+	admin := fs.Bool("admin", false, "issue an admin token")
+	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token is valid")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if (*reader == "") == !*admin {
+		return errors.New("say --reader ID or --admin (one of them)")
+	}
+	tokens, err := auth.OpenTokens(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	role, subject := auth.RoleReader, *reader
+	if *admin {
+		role, subject = auth.RoleAdmin, "admin"
+	}
+	tok, err := tokens.Issue(role, subject, *ttl)
+	if err != nil {
+		return err
+	}
+	fmt.Println(tok)
 	return nil
 }
 
