@@ -50,6 +50,10 @@ func idKey(id string) []byte { return append([]byte{'i'}, id...) }
 type Pebble struct {
 	dir   string
 	cache int64
+	// MinFreeBytes: appends are refused with ErrNoSpace while the disk has less free space.
+	// Pebble treats a failed write-ahead-log write as fatal, so dogear must never let one fail
+	// for lack of space: it stops taking events before the disk is full.
+	MinFreeBytes int64
 	// dbMu guards db: every use holds it shared; Scrub closes and reopens db holding it alone.
 	dbMu  sync.RWMutex
 	db    *pebble.DB
@@ -247,6 +251,11 @@ func (l *Pebble) failPending() {
 }
 
 func (l *Pebble) commit(group []*appendReq, n int, seen map[string]struct{}, next []int64) error {
+	if l.MinFreeBytes > 0 {
+		if free, err := pebbledb.FreeBytes(l.dir); err == nil && free < l.MinFreeBytes {
+			return ErrNoSpace
+		}
+	}
 	clear(seen)
 	for p := range next {
 		next[p] = l.end[p].Load()

@@ -159,7 +159,16 @@ func (p *Processor) partition(ctx context.Context, part int, untilEnd bool) erro
 			}
 		}
 		next := recs[len(recs)-1].Offset + 1
-		if err := p.store.Commit(part, next, &w); err != nil {
+		if err := p.store.Commit(part, next, &w); errors.Is(err, state.ErrNoSpace) {
+			// Nothing was written; the same batch is read and applied again once space returns.
+			p.logger.Warn("state disk nearly full; processing paused", "partition", part)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Second):
+			}
+			continue
+		} else if err != nil {
 			return err
 		}
 		off = next

@@ -61,6 +61,9 @@ type Config struct {
 	// TLS: certificate and key for every listener; ClientCA also requires client certificates
 	// signed by it (mutual TLS between roles).
 	TLSCert, TLSKey, TLSClientCA string
+	// MinFreeBytes: below this much free disk, ingest answers 503 and processing pauses, so the
+	// stores never hit a full disk (which Pebble treats as fatal).
+	MinFreeBytes int64
 }
 
 // DefaultConfig is what `dogear serve` does with no flags.
@@ -69,7 +72,7 @@ func DefaultConfig() Config {
 		DataDir: "dogear-data", Addr: "127.0.0.1:8080", CacheBytes: 256 << 20,
 		Ingest: ingest.DefaultConfig(), Logger: slog.Default(),
 		TrainInterval: 10 * time.Minute, Recommender: trainer.DefaultParams,
-		Kosync: kosync.Config{AllowRegistration: true}, KeyRate: 100_000,
+		Kosync: kosync.Config{AllowRegistration: true}, KeyRate: 100_000, MinFreeBytes: 128 << 20,
 	}
 }
 
@@ -93,6 +96,8 @@ func Open(cfg Config) (*Stores, error) {
 		log.Close()
 		return nil, err
 	}
+	log.MinFreeBytes = cfg.MinFreeBytes
+	st.MinFreeBytes = cfg.MinFreeBytes / 2 // processing may go on a little longer than ingest
 	return &Stores{Log: log, State: st}, nil
 }
 

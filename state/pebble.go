@@ -15,6 +15,9 @@ import (
 type Pebble struct {
 	dir   string
 	cache int64
+	// MinFreeBytes: commits fail with ErrNoSpace while the disk has less free space (see
+	// eventlog.Pebble.MinFreeBytes); processors wait and retry.
+	MinFreeBytes int64
 	// mu guards db: every use holds it shared; Scrub closes and reopens db holding it alone.
 	mu sync.RWMutex
 	db *pebble.DB
@@ -84,6 +87,11 @@ func (s *Pebble) Scan(lower, upper []byte, fn func(key, value []byte) error) err
 // crash loses at most a suffix of commits together with their offsets, and processors re-apply
 // those events from the durable event log.
 func (s *Pebble) Commit(partition int, offset int64, w *Writes) error {
+	if s.MinFreeBytes > 0 {
+		if free, err := pebbledb.FreeBytes(s.dir); err == nil && free < s.MinFreeBytes {
+			return ErrNoSpace
+		}
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	b := s.db.NewBatch()

@@ -47,6 +47,9 @@ func PrefixEnd(prefix []byte) []byte {
 	return nil
 }
 
+// ErrNoSpace means the disk is too full to commit; nothing was written.
+var ErrNoSpace = errors.New("state: too little free disk space to commit")
+
 // ErrStop ends a Scan early.
 var ErrStop = errors.New("stop scan")
 
