@@ -64,12 +64,15 @@ func (s *Server) Export(ctx context.Context, reader string, w io.Writer) error {
 }
 
 // Erase removes a reader from the event log, state (their records and their share of every
-// aggregate) and the kosync store, records the erasure (by a hash of the id) so replays cannot
+// aggregate), the Parquet archive and the kosync store, records the erasure (by a hash of the id) so replays cannot
 // bring them back, rewrites the stores so no byte of them remains in the files, and retrains the
 // recommender without them.
 func (s *Server) Erase(ctx context.Context, reader string) error {
 	if err := s.proc.Erase(ctx, reader); err != nil {
 		return fmt.Errorf("erasing from log and state: %w", err)
+	}
+	if err := s.archiver.EraseReader(ctx, reader); err != nil {
+		return fmt.Errorf("erasing from the archive: %w", err)
 	}
 	if err := s.kosync.EraseUser(reader); err != nil {
 		return fmt.Errorf("erasing from kosync: %w", err)

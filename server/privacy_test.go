@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dogear-dev/dogear/archive"
 	"github.com/dogear-dev/dogear/event"
 	"github.com/dogear-dev/dogear/loadgen"
 	"github.com/dogear-dev/dogear/server"
@@ -92,12 +93,39 @@ func TestExportAndErasure(t *testing.T) {
 		t.Fatalf("export kinds %v, want %d events and one of each other kind", kinds, len(target))
 	}
 
+	archived := func() int {
+		n := 0
+		files, _ := a.Archiver().Store.List(context.Background(), "dt=")
+		for _, f := range files {
+			data, _ := a.Archiver().Store.Get(context.Background(), f)
+			rows, err := archive.Decode(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rows {
+				if r.Reader == secretReader {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	if _, err := a.Archiver().RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := archived(); n != len(target) {
+		t.Fatalf("%d of the reader's %d events archived before erasure", n, len(target))
+	}
+
 	req, _ = http.NewRequest(http.MethodDelete, urlA+"/v1/readers/"+secretReader, nil)
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("erase: %v %v", err, resp.Status)
 	}
 	if s := get(t, urlA+"/v1/readers/"+secretReader+"/insights", nil); s != 404 {
 		t.Fatalf("insights after erasure: %d", s)
+	}
+	if n := archived(); n != 0 {
+		t.Fatalf("%d of the reader's rows still in the Parquet archive", n)
 	}
 
 	// B never saw the reader: A's state must now be the same, key for key.

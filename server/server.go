@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/dogear-dev/dogear/api"
+	"github.com/dogear-dev/dogear/archive"
 	"github.com/dogear-dev/dogear/auth"
 	"github.com/dogear-dev/dogear/catalog"
 	"github.com/dogear-dev/dogear/dashboard"
@@ -64,6 +65,10 @@ type Config struct {
 	// MinFreeBytes: below this much free disk, ingest answers 503 and processing pauses, so the
 	// stores never hit a full disk (which Pebble treats as fatal).
 	MinFreeBytes int64
+	// Archive is where the archiver writes Parquet (file:///dir or s3://bucket/prefix; empty:
+	// DATA_DIR/archive), every ArchiveInterval (0: never).
+	Archive         string
+	ArchiveInterval time.Duration
 }
 
 // DefaultConfig is what `dogear serve` does with no flags.
@@ -73,6 +78,7 @@ func DefaultConfig() Config {
 		Ingest: ingest.DefaultConfig(), Logger: slog.Default(),
 		TrainInterval: 10 * time.Minute, Recommender: trainer.DefaultParams,
 		Kosync: kosync.Config{AllowRegistration: true}, KeyRate: 100_000, MinFreeBytes: 128 << 20,
+		ArchiveInterval: time.Minute,
 	}
 }
 
@@ -119,6 +125,7 @@ type Server struct {
 	kosync   *kosync.Server
 	api      *api.API
 	guard    *auth.Guard
+	archiver *archive.Archiver
 	ready    atomic.Bool
 
 	shutdown    sync.Once
@@ -157,6 +164,16 @@ func Start(cfg Config) (*Server, error) {
 		stores.Close()
 		return nil, err
 	}
+	archiveURL := cfg.Archive
+	if archiveURL == "" {
+		archiveURL = filepath.Join(cfg.DataDir, "archive")
+	}
+	archiveStore, err := archive.Open(context.Background(), archiveURL)
+	if err != nil {
+		ks.Close()
+		stores.Close()
+		return nil, err
+	}
 	ln, err := listen(cfg)
 	if err != nil {
 		ks.Close()
@@ -164,6 +181,7 @@ func Start(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, stores: stores, proc: proc, ln: ln, procDone: make(chan error, 1), kosync: ks, guard: guard,
+		archiver: &archive.Archiver{Log: stores.Log, Store: archiveStore, ChunkSize: 100_000, Logger: cfg.Logger},
 		registry: reg, catalog: cat, trainer: trainer.New(stores.State, reg, cfg.Recommender, cfg.Logger)}
 	s.http = &http.Server{
 		Handler: s.routes(),
@@ -179,6 +197,9 @@ func Start(cfg Config) (*Server, error) {
 	go func() { s.procDone <- proc.Run(ctx) }()
 	if cfg.TrainInterval > 0 {
 		go s.trainer.Run(ctx, cfg.TrainInterval)
+	}
+	if cfg.ArchiveInterval > 0 {
+		go s.archiver.Run(ctx, cfg.ArchiveInterval)
 	}
 	go func() {
 		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -293,6 +314,9 @@ func listen(cfg Config) (net.Listener, error) {
 func (s *Server) recommender() *api.Recommender {
 	return &api.Recommender{Registry: s.registry, Trainer: s.trainer, Catalog: s.catalog}
 }
+
+// Archiver gives access to the Parquet archiver.
+func (s *Server) Archiver() *archive.Archiver { return s.archiver }
 
 // Registry gives access to the model registry.
 func (s *Server) Registry() *registry.Dir { return s.registry }

@@ -133,6 +133,8 @@ func serve(args []string) error {
 	fs.IntVar(&cfg.Ingest.MaxInFlight, "max-inflight", cfg.Ingest.MaxInFlight, "ingest requests processed at once; more get 429 with Retry-After")
 	fs.DurationVar(&cfg.TrainInterval, "train-interval", cfg.TrainInterval, "retrain the recommender this often (0: only on POST /v1/models/train)")
 	fs.BoolVar(&cfg.Kosync.AllowRegistration, "kosync-registration", cfg.Kosync.AllowRegistration, "let KOReader devices register new kosync users")
+	fs.StringVar(&cfg.Archive, "archive", "", "where to archive the log as hourly Parquet: file:///dir or s3://bucket/prefix?endpoint=URL (default DATA_DIR/archive)")
+	fs.DurationVar(&cfg.ArchiveInterval, "archive-interval", cfg.ArchiveInterval, "archive this often (0: never)")
 	fs.BoolVar(&cfg.RequireAuth, "require-auth", false, "require write keys and tokens even on loopback (always required off loopback)")
 	fs.Float64Var(&cfg.KeyRate, "key-rate", cfg.KeyRate, "events per second each write key may send (0: no limit)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate (PEM) for the listener")
