@@ -132,31 +132,8 @@ func (p *Processor) partition(ctx context.Context, part int, untilEnd bool) erro
 			continue
 		}
 		w.Reset()
-		var applied, dups, corrupt float64
-		for i := range recs {
-			e, err := event.Unmarshal(recs[i].Value)
-			if err != nil {
-				// A record that was validated on the way in cannot fail to decode unless the log
-				// was damaged; skipping it keeps every other reader's state going.
-				p.logger.Error("skipping undecodable log record", "partition", part, "offset", recs[i].Offset, "err", err)
-				corrupt++
-				continue
-			}
-			if er, isEraser := p.log.(readerEraser); isEraser {
-				if before, erased := er.ErasedBefore(e.Reader); erased && recs[i].Offset < before {
-					dups++ // a copy of an erased reader's event (a replay): never applied again
-					continue
-				}
-			}
-			ok, err := insights.Apply(tx, part, &e)
-			if err != nil {
-				return err
-			}
-			if ok {
-				applied++
-			} else {
-				dups++
-			}
+		if err := p.fold(tx, part, recs); err != nil {
+			return err
 		}
 		next := recs[len(recs)-1].Offset + 1
 		if err := p.store.Commit(part, next, &w); errors.Is(err, state.ErrNoSpace) {
@@ -173,10 +150,42 @@ func (p *Processor) partition(ctx context.Context, part int, untilEnd bool) erro
 		}
 		off = next
 		p.applied[part].Store(off)
-		eventsTotal.WithLabelValues("applied").Add(applied)
-		eventsTotal.WithLabelValues("duplicate").Add(dups)
-		eventsTotal.WithLabelValues("corrupt").Add(corrupt)
 	}
+}
+
+// fold applies a batch of one partition's records to tx, in order.
+func (p *Processor) fold(tx insights.Tx, part int, recs []eventlog.Record) error {
+	var applied, dups, corrupt float64
+	er, isEraser := p.log.(readerEraser)
+	for i := range recs {
+		e, err := event.Unmarshal(recs[i].Value)
+		if err != nil {
+			// A record that was validated on the way in cannot fail to decode unless the log
+			// was damaged; skipping it keeps every other reader's state going.
+			p.logger.Error("skipping undecodable log record", "partition", part, "offset", recs[i].Offset, "err", err)
+			corrupt++
+			continue
+		}
+		if isEraser {
+			if before, erased := er.ErasedBefore(e.Reader); erased && recs[i].Offset < before {
+				dups++ // a copy of an erased reader's event (a replay): never applied again
+				continue
+			}
+		}
+		ok, err := insights.Apply(tx, part, &e)
+		if err != nil {
+			return err
+		}
+		if ok {
+			applied++
+		} else {
+			dups++
+		}
+	}
+	eventsTotal.WithLabelValues("applied").Add(applied)
+	eventsTotal.WithLabelValues("duplicate").Add(dups)
+	eventsTotal.WithLabelValues("corrupt").Add(corrupt)
+	return nil
 }
 
 // Erase removes a reader from the log (when the log supports it) and from state, in the

@@ -34,10 +34,10 @@ func OpenPebble(dir string, cacheBytes int64) (*Pebble, error) {
 
 func userKey(k []byte) []byte { return append([]byte{'s'}, k...) }
 
+// offsetKey holds a partition's next offset. Partition numbers are 32-bit: consumers of several
+// topics (a local and a mirrored one) keep one offset per topic and partition.
 func offsetKey(p int) []byte {
-	k := []byte{'o', 0, 0}
-	binary.BigEndian.PutUint16(k[1:], uint16(p))
-	return k
+	return binary.BigEndian.AppendUint32([]byte{'o'}, uint32(p))
 }
 
 // Get implements Store.

@@ -1,0 +1,109 @@
+package processor_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/dogear-dev/dogear/eventlog"
+	"github.com/dogear-dev/dogear/loadgen"
+	"github.com/dogear-dev/dogear/processor"
+	"github.com/dogear-dev/dogear/state"
+)
+
+func entries(t *testing.T, n int, seed uint64) []eventlog.Entry {
+	end := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	evs := loadgen.New(loadgen.Config{Readers: 30, Books: 15, Seed: seed, Start: end.Add(-20 * 24 * time.Hour), End: end}).Batch(n)
+	out := make([]eventlog.Entry, len(evs))
+	for i := range evs {
+		out[i] = eventlog.Entry{ID: evs[i].ID, Key: evs[i].Reader, Value: evs[i].Marshal()}
+	}
+	return out
+}
+
+// TestMirroredDuplicatesCountOnce feeds the same events through a local topic and a mirrored
+// one (as MirrorMaker 2 would), plus some only through one of them, to a consumer-group processor
+// reading both: the state equals folding each event once.
+func TestMirroredDuplicatesCountOnce(t *testing.T) {
+	ctx := context.Background()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	open := func(topic string) *eventlog.Kafka {
+		l, err := eventlog.OpenKafka(ctx, eventlog.KafkaConfig{Brokers: cluster.ListenAddrs(), Topic: topic, Partitions: 4, Replication: 3, CreateTopic: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		return l
+	}
+	local, mirror := open("events"), open("us.events")
+	all := entries(t, 2000, 5)
+	if _, err := local.Append(ctx, all[:1500]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mirror.Append(ctx, all[500:]); err != nil { // 1000 in both, 500 only mirrored
+		t.Fatal(err)
+	}
+
+	st, err := state.OpenPebble(t.TempDir(), 8<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	gctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- processor.RunGroup(gctx, processor.GroupConfig{Brokers: cluster.ListenAddrs(), Group: "processors",
+			Topics: []string{"events", "us.events"}, Partitions: 4}, st, nil, quiet)
+	}()
+	waitOffsets(t, st, map[int]*eventlog.Kafka{0: local, 1: mirror})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	// The reference: every event once, through the embedded log and processor.
+	elog, _ := eventlog.OpenPebble(t.TempDir(), 4, 8<<20)
+	defer elog.Close()
+	elog.Append(ctx, all)
+	ref, _ := state.OpenPebble(t.TempDir(), 8<<20)
+	defer ref.Close()
+	proc, _ := processor.New(elog, ref, quiet)
+	if err := proc.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if diff, err := state.Diff(st, ref); err != nil || diff != "" {
+		t.Fatalf("mirrored copies changed state: %s %v", diff, err)
+	}
+}
+
+// waitOffsets waits until state's offsets reach the end of every partition of every topic.
+func waitOffsets(t *testing.T, st state.Store, topics map[int]*eventlog.Kafka) {
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		behind := false
+		for ti, l := range topics {
+			for p := 0; p < l.Partitions(); p++ {
+				end, _ := l.End(p)
+				off, _ := st.Offset(ti*state.SlotStride + p)
+				if off < end {
+					behind = true
+				}
+			}
+		}
+		if !behind {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the group processor did not catch up")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
