@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -30,6 +31,64 @@ type PartitionOwner interface {
 	Release(p int) error
 }
 
+// Group is a consumer-group processor; Status tells what it owns and how far behind it is.
+type Group struct {
+	cfg    GroupConfig
+	store  state.Store
+	owner  PartitionOwner
+	log    *eventlog.Kafka // for end offsets
+	logger *slog.Logger
+
+	mu    sync.Mutex
+	owned map[string][]int32
+}
+
+// NewGroup prepares a member; log gives end offsets for Status.
+func NewGroup(cfg GroupConfig, store state.Store, owner PartitionOwner, log *eventlog.Kafka, logger *slog.Logger) *Group {
+	return &Group{cfg: cfg, store: store, owner: owner, log: log, logger: logger}
+}
+
+// GroupStatus is what a member owns and how many records of it are not yet folded.
+type GroupStatus struct {
+	Owned map[string][]int32 `json:"owned"`
+	Lag   int64              `json:"processor_lag_events"`
+}
+
+// Status reports the member's partitions and lag on the local topic.
+func (g *Group) Status() GroupStatus {
+	g.mu.Lock()
+	owned := map[string][]int32{}
+	for t, ps := range g.owned {
+		owned[t] = append([]int32(nil), ps...)
+	}
+	g.mu.Unlock()
+	st := GroupStatus{Owned: owned}
+	if g.log == nil {
+		return st
+	}
+	for _, p := range owned[g.cfg.Topics[0]] {
+		end, err := g.log.End(int(p))
+		if err != nil {
+			continue
+		}
+		off, err := g.store.Offset(int(p))
+		if err != nil {
+			continue
+		}
+		st.Lag += max(0, end-off)
+	}
+	return st
+}
+
+// Run processes until ctx ends.
+func (g *Group) Run(ctx context.Context) error {
+	return runGroup(ctx, g.cfg, g.store, g.owner, g.logger, func(owned map[string][]int32) {
+		g.mu.Lock()
+		g.owned = owned
+		g.mu.Unlock()
+	})
+}
+
 // RunGroup processes the partitions the group assigns to this member until ctx ends.
 //
 // The partition is the unit of ownership. The range balancer gives a member the same partition
@@ -38,6 +97,20 @@ type PartitionOwner interface {
 // which is never relied on); rebalances wait until the batch in hand is committed
 // (BlockRebalanceOnPoll), so no two members ever write a partition's state at once.
 func RunGroup(ctx context.Context, cfg GroupConfig, store state.Store, owner PartitionOwner, logger *slog.Logger) error {
+	return runGroup(ctx, cfg, store, owner, logger, nil)
+}
+
+func runGroup(ctx context.Context, cfg GroupConfig, store state.Store, owner PartitionOwner, logger *slog.Logger, onOwned func(map[string][]int32)) error {
+	owned := map[string][]int32{}
+	report := func() {
+		if onOwned != nil {
+			cp := map[string][]int32{}
+			for t, ps := range owned {
+				cp[t] = append([]int32(nil), ps...)
+			}
+			onOwned(cp)
+		}
+	}
 	topicIndex := map[string]int{}
 	for i, t := range cfg.Topics {
 		topicIndex[t] = i
@@ -67,10 +140,22 @@ func RunGroup(ctx context.Context, cfg GroupConfig, store state.Store, owner Par
 				}
 			}
 			cl.SetOffsets(offsets)
+			for topic, parts := range assigned {
+				owned[topic] = append(owned[topic], parts...)
+			}
+			report()
 			logger.Info("partitions assigned", "partitions", fmt.Sprint(assigned))
 		}),
-		kgo.OnPartitionsRevoked(release(owner, logger)),
-		kgo.OnPartitionsLost(release(owner, logger)),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
+			forget(owned, lost)
+			report()
+			release(owner, logger)(ctx, cl, lost)
+		}),
+		kgo.OnPartitionsLost(func(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
+			forget(owned, lost)
+			report()
+			release(owner, logger)(ctx, cl, lost)
+		}),
 	}
 	if cfg.SessionTimeout > 0 {
 		opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout), kgo.HeartbeatInterval(cfg.SessionTimeout/5))
@@ -139,5 +224,21 @@ func release(owner PartitionOwner, logger *slog.Logger) func(context.Context, *k
 				}
 			}
 		}
+	}
+}
+
+func forget(owned, lost map[string][]int32) {
+	for topic, parts := range lost {
+		gone := map[int32]bool{}
+		for _, p := range parts {
+			gone[p] = true
+		}
+		kept := owned[topic][:0]
+		for _, p := range owned[topic] {
+			if !gone[p] {
+				kept = append(kept, p)
+			}
+		}
+		owned[topic] = kept
 	}
 }

@@ -69,6 +69,8 @@ type Config struct {
 	// DATA_DIR/archive), every ArchiveInterval (0: never).
 	Archive         string
 	ArchiveInterval time.Duration
+	// Distributed selects roles over Kafka and shared state (distributed.go).
+	Distributed Distributed
 }
 
 // DefaultConfig is what `dogear serve` does with no flags.
@@ -79,6 +81,7 @@ func DefaultConfig() Config {
 		TrainInterval: 10 * time.Minute, Recommender: trainer.DefaultParams,
 		Kosync: kosync.Config{AllowRegistration: true}, KeyRate: 100_000, MinFreeBytes: 128 << 20,
 		ArchiveInterval: time.Minute,
+		Distributed:     Distributed{Roles: Roles, Group: "dogear-processors", SessionTimeout: 10 * time.Second},
 	}
 }
 
@@ -126,7 +129,10 @@ type Server struct {
 	api      *api.API
 	guard    *auth.Guard
 	archiver *archive.Archiver
-	ready    atomic.Bool
+
+	distLog   *eventlog.Kafka
+	distState state.Store
+	ready     atomic.Bool
 
 	shutdown    sync.Once
 	shutdownErr error
@@ -341,6 +347,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		herr := s.http.Shutdown(ctx)
 		s.cancel()
 		perr := <-s.procDone
+		if s.stores == nil { // distributed roles
+			s.shutdownErr = errors.Join(herr, perr, s.closeDistributed())
+			return
+		}
 		s.shutdownErr = errors.Join(herr, perr, s.kosync.Close(), s.stores.Close())
 	})
 	return s.shutdownErr

@@ -133,6 +133,12 @@ func serve(args []string) error {
 	fs.IntVar(&cfg.Ingest.MaxInFlight, "max-inflight", cfg.Ingest.MaxInFlight, "ingest requests processed at once; more get 429 with Retry-After")
 	fs.DurationVar(&cfg.TrainInterval, "train-interval", cfg.TrainInterval, "retrain the recommender this often (0: only on POST /v1/models/train)")
 	fs.BoolVar(&cfg.Kosync.AllowRegistration, "kosync-registration", cfg.Kosync.AllowRegistration, "let KOReader devices register new kosync users")
+	roles := fs.String("roles", strings.Join(server.Roles, ","), "roles of this process: ingest, process, api (all: one embedded process); roles apart need --log and --state")
+	fs.StringVar(&cfg.Distributed.Log, "log", "", "event log: empty for the embedded one, or kafka://broker1,broker2/topic")
+	mirrors := fs.String("mirror", "", "comma-separated topics holding mirrored copies of the log (MirrorMaker 2) that processors also consume")
+	fs.StringVar(&cfg.Distributed.State, "state", "", "state for distributed roles: cassandra://host1,host2/keyspace or partitioned:///dir (one host)")
+	fs.StringVar(&cfg.Distributed.Group, "group", cfg.Distributed.Group, "Kafka consumer group of the processors")
+	fs.DurationVar(&cfg.Distributed.SessionTimeout, "group-session-timeout", cfg.Distributed.SessionTimeout, "how soon a dead processor's partitions move to the others")
 	fs.StringVar(&cfg.Archive, "archive", "", "where to archive the log as hourly Parquet: file:///dir or s3://bucket/prefix?endpoint=URL (default DATA_DIR/archive)")
 	fs.DurationVar(&cfg.ArchiveInterval, "archive-interval", cfg.ArchiveInterval, "archive this often (0: never)")
 	fs.BoolVar(&cfg.RequireAuth, "require-auth", false, "require write keys and tokens even on loopback (always required off loopback)")
@@ -148,12 +154,23 @@ func serve(args []string) error {
 	}
 	cfg.CacheBytes = *cacheMB << 20
 	cfg.MinFreeBytes = *minFreeMB << 20
+	cfg.Distributed.Roles = strings.Split(*roles, ",")
+	if *mirrors != "" {
+		cfg.Distributed.Mirrors = strings.Split(*mirrors, ",")
+	}
 	log, err := logger(*level)
 	if err != nil {
 		return err
 	}
 	cfg.Logger = log
-	srv, err := server.Start(cfg)
+	start := server.Start
+	switch {
+	case cfg.Distributed.Enabled():
+		start = server.StartDistributed
+	case *roles != strings.Join(server.Roles, ","):
+		return errors.New("--roles other than all need the distributed parts: --log kafka://... and --state cassandra://...")
+	}
+	srv, err := start(cfg)
 	if err != nil {
 		return err
 	}

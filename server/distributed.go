@@ -1,0 +1,174 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/dogear-dev/dogear/api"
+	"github.com/dogear-dev/dogear/eventlog"
+	"github.com/dogear-dev/dogear/ingest"
+	"github.com/dogear-dev/dogear/internal/httpjson"
+	"github.com/dogear-dev/dogear/processor"
+	"github.com/dogear-dev/dogear/segment"
+	"github.com/dogear-dev/dogear/state"
+)
+
+// Roles a distributed deployment runs apart; an embedded `dogear serve` runs them all.
+var Roles = []string{"ingest", "process", "api"}
+
+// Distributed is the part of Config that selects distributed mode.
+type Distributed struct {
+	Roles []string
+	// Log is kafka://broker1,broker2/topic; Mirrors are extra topics of the same cluster holding
+	// mirrored copies (MirrorMaker 2) that processors consume too.
+	Log     string
+	Mirrors []string
+	// State is cassandra://host1,host2/keyspace, or partitioned:///dir (each partition's state
+	// in its own embedded store, handed between processes on one host).
+	State          string
+	Group          string
+	SessionTimeout time.Duration
+}
+
+// Enabled reports whether the configuration asks for distributed mode.
+func (d Distributed) Enabled() bool { return d.Log != "" }
+
+// openState opens the state URL; owner is set for partitioned state.
+func openState(url string, cacheBytes int64) (state.Store, processor.PartitionOwner, error) {
+	switch {
+	case strings.HasPrefix(url, "cassandra://"):
+		hosts, ks, err := state.ParseCassandraURL(url)
+		if err != nil {
+			return nil, nil, err
+		}
+		c, err := state.OpenCassandra(hosts, ks)
+		return c, nil, err
+	case strings.HasPrefix(url, "partitioned://"):
+		p, err := state.OpenPartitioned(strings.TrimPrefix(url, "partitioned://"), cacheBytes)
+		return p, p, err
+	}
+	return nil, nil, fmt.Errorf("state URL %q: want cassandra://host1,host2/keyspace or partitioned:///dir", url)
+}
+
+// StartDistributed runs the configured roles over Kafka and shared state. Every role serves
+// /healthz, /readyz and /metrics; ingest adds the event endpoints, api the query endpoints.
+func StartDistributed(cfg Config) (*Server, error) {
+	d := cfg.Distributed
+	for _, r := range d.Roles {
+		if !slices.Contains(Roles, r) {
+			return nil, fmt.Errorf("--roles: unknown role %q (want %s)", r, strings.Join(Roles, ", "))
+		}
+	}
+	kcfg, err := eventlog.ParseKafkaURL(d.Log)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Partitions > 0 {
+		kcfg.Partitions = cfg.Partitions
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	log, err := eventlog.OpenKafka(ctx, kcfg)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	s := &Server{cfg: cfg, cancel: cancel, procDone: make(chan error, 1), distLog: log}
+	mux := http.NewServeMux()
+	var lag func() int64
+	status := map[string]any{"roles": d.Roles}
+	if slices.Contains(d.Roles, "ingest") {
+		guard, err := newGuard(cfg)
+		if err != nil {
+			s.closeDistributed()
+			return nil, err
+		}
+		s.guard = guard
+		icfg := cfg.Ingest
+		icfg.Limit = guard.AllowEvents
+		mux.Handle("POST /v1/events", ingest.New(log, icfg, cfg.Logger))
+		segment.New(log, guard.CheckWriteKey, cfg.Logger).Register(mux)
+	}
+	if slices.Contains(d.Roles, "process") || slices.Contains(d.Roles, "api") {
+		if d.State == "" {
+			s.closeDistributed()
+			return nil, errors.New("the process and api roles need --state cassandra://... (or partitioned:///dir on one host)")
+		}
+		st, owner, err := openState(d.State, cfg.CacheBytes)
+		if err != nil {
+			s.closeDistributed()
+			return nil, err
+		}
+		s.distState = st
+		if slices.Contains(d.Roles, "process") {
+			group := processor.NewGroup(processor.GroupConfig{Brokers: kcfg.Brokers, Group: d.Group,
+				Topics: append([]string{kcfg.Topic}, d.Mirrors...), Partitions: kcfg.Partitions, SessionTimeout: d.SessionTimeout},
+				st, owner, log, cfg.Logger)
+			go func() { s.procDone <- group.Run(ctx) }()
+			lag = func() int64 { return group.Status().Lag }
+			mux.HandleFunc("GET /v1/processor", func(w http.ResponseWriter, r *http.Request) { httpjson.Write(w, http.StatusOK, group.Status()) })
+		} else {
+			s.procDone <- nil
+		}
+		if slices.Contains(d.Roles, "api") {
+			if owner != nil {
+				s.closeDistributed()
+				return nil, errors.New("the api role needs shared state (cassandra://); partitioned state is readable only by the processes that own it")
+			}
+			api.New(st, lagFunc(func() int64 { return 0 }), cfg.Logger).Register(mux)
+		}
+	} else {
+		s.procDone <- nil
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		httpjson.Write(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		body := map[string]any{"status": "ready"}
+		for k, v := range status {
+			body[k] = v
+		}
+		if lag != nil {
+			body["processor_lag_events"] = lag()
+		}
+		httpjson.Write(w, http.StatusOK, body)
+	})
+	mux.Handle("GET /metrics", promhttp.Handler())
+	ln, err := listen(cfg)
+	if err != nil {
+		s.closeDistributed()
+		return nil, err
+	}
+	s.ln = ln
+	handler := http.Handler(mux)
+	if s.guard != nil {
+		handler = s.guard.Wrap(mux)
+	}
+	s.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
+		WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	go s.http.Serve(ln)
+	s.ready.Store(true)
+	return s, nil
+}
+
+type lagFunc func() int64
+
+func (f lagFunc) TotalLag() int64 { return f() }
+
+func (s *Server) closeDistributed() error {
+	s.cancel()
+	var errs []error
+	if s.distState != nil {
+		errs = append(errs, s.distState.Close())
+	}
+	if s.distLog != nil {
+		errs = append(errs, s.distLog.Close())
+	}
+	return errors.Join(errs...)
+}
