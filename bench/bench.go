@@ -11,7 +11,10 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strings"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/dogear-dev/dogear/event"
 	"github.com/dogear-dev/dogear/eventlog"
@@ -29,6 +32,8 @@ type Options struct {
 	Queries     int // per query kind
 	Dir         string
 	Out         io.Writer
+	// Kafka also measures ingest into Kafka (franz-go's in-process cluster, kfake) in each run.
+	Kafka bool
 }
 
 // Run is one run's measurements.
@@ -40,6 +45,9 @@ type Run struct {
 	ProcessedEPS float64 // events folded into state per second, from ingest start to lag 0
 	QueryP50     map[string]time.Duration
 	QueryP99     map[string]time.Duration
+	KafkaEPS     float64 // HTTP ingest acknowledged after Kafka acks=all (kfake, 3 brokers)
+	KafkaP50     time.Duration
+	KafkaP99     time.Duration
 }
 
 // Ingest runs the benchmark opts.Runs times and prints each run and the medians.
@@ -63,8 +71,13 @@ func Ingest(ctx context.Context, opts Options) ([]Run, error) {
 		if err != nil {
 			return runs, err
 		}
-		fmt.Fprintf(opts.Out, "run %d/%d: baseline %.0f ev/s, ingest %.0f ev/s (p50 %v, p99 %v), processed %.0f ev/s\n",
-			r, opts.Runs, run.BaselineEPS, run.IngestEPS, run.AckP50, run.AckP99, run.ProcessedEPS)
+		if opts.Kafka {
+			if err := kafkaIngest(ctx, opts, bodies, &run); err != nil {
+				return runs, err
+			}
+		}
+		fmt.Fprintf(opts.Out, "run %d/%d: baseline %.0f ev/s, ingest %.0f ev/s (p50 %v, p99 %v), processed %.0f ev/s, kafka ingest %.0f ev/s\n",
+			r, opts.Runs, run.BaselineEPS, run.IngestEPS, run.AckP50, run.AckP99, run.ProcessedEPS, run.KafkaEPS)
 		runs = append(runs, run)
 	}
 	return runs, nil
@@ -205,8 +218,55 @@ func Report(w io.Writer, opts Options, runs []Run) {
 	fmt.Fprintf(w, "| ack latency p50 per batch | %.2f ms |\n", med(func(r Run) float64 { return ms(r.AckP50) }))
 	fmt.Fprintf(w, "| ack latency p99 per batch | %.2f ms |\n", med(func(r Run) float64 { return ms(r.AckP99) }))
 	fmt.Fprintf(w, "| ingest start to all folded into state | %.0f events/s |\n", med(func(r Run) float64 { return r.ProcessedEPS }))
+	if opts.Kafka {
+		fmt.Fprintf(w, "| HTTP ingest into Kafka (kfake, 3 brokers, acks=all) | %.0f events/s |\n", med(func(r Run) float64 { return r.KafkaEPS }))
+		fmt.Fprintf(w, "| Kafka ack latency p50 / p99 per batch | %.2f / %.2f ms |\n",
+			med(func(r Run) float64 { return ms(r.KafkaP50) }), med(func(r Run) float64 { return ms(r.KafkaP99) }))
+	}
 	for _, k := range []string{"reader_insights", "book_stats", "trending", "stats"} {
 		fmt.Fprintf(w, "| GET %s p50 / p99 | %.2f / %.2f ms |\n", k,
 			med(func(r Run) float64 { return ms(r.QueryP50[k]) }), med(func(r Run) float64 { return ms(r.QueryP99[k]) }))
 	}
+}
+
+// kafkaIngest posts the same bodies to an ingest-only process whose log is Kafka.
+func kafkaIngest(ctx context.Context, opts Options, bodies [][]byte, run *Run) error {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(3))
+	if err != nil {
+		return err
+	}
+	defer cluster.Close()
+	dir, err := os.MkdirTemp(opts.Dir, "bench-kafka-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	cfg := server.DefaultConfig()
+	cfg.DataDir, cfg.Addr, cfg.Logger = dir, "127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.Distributed.Roles = []string{"ingest"}
+	cfg.Distributed.Log = "kafka://" + strings.Join(cluster.ListenAddrs(), ",") + "/events"
+	srv, err := server.StartDistributed(cfg)
+	if err != nil {
+		return err
+	}
+	defer srv.Shutdown(context.Background())
+	i := 0
+	res, err := loadgen.Send(ctx, loadgen.SendConfig{
+		URL: "http://" + srv.Addr() + "/v1/events", Batch: opts.Batch, Concurrency: opts.Concurrency, Gzip: opts.Gzip,
+	}, func() ([]byte, int) {
+		if i >= len(bodies) {
+			return nil, 0
+		}
+		i++
+		return bodies[i-1], opts.Batch
+	})
+	if err != nil {
+		return err
+	}
+	if res.Failed > 0 {
+		return fmt.Errorf("kafka ingest: %d of %d requests failed", res.Failed, res.Requests)
+	}
+	run.KafkaEPS = res.EventsPerSecond()
+	run.KafkaP50, run.KafkaP99 = res.Percentile(0.5), res.Percentile(0.99)
+	return nil
 }

@@ -530,6 +530,7 @@ func benchCmd(args []string) error {
 	fs.IntVar(&opts.Concurrency, "concurrency", opts.Concurrency, "concurrent clients")
 	fs.BoolVar(&opts.Gzip, "gzip", false, "gzip request bodies")
 	fs.IntVar(&opts.Queries, "queries", opts.Queries, "queries per kind")
+	fs.BoolVar(&opts.Kafka, "kafka", false, "also measure ingest into Kafka (an in-process kfake cluster) in each run")
 	fs.StringVar(&opts.Dir, "dir", "", "folder for the benchmark's data (default: the system temp folder)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	if err := parse(fs, args); err != nil {
