@@ -17,7 +17,7 @@ import (
 
 // Recommender is what the recommendation endpoints need.
 type Recommender struct {
-	Registry *registry.Dir
+	Registry *registry.Registry
 	Trainer  *trainer.Trainer
 	Catalog  *catalog.Catalog
 }

@@ -1,20 +1,20 @@
 // Package registry keeps every trained recommendation model with its evaluation metrics, and
-// which version is serving; promotion and rollback switch the serving version atomically.
+// which version is serving, in an object store; promotion and rollback switch versions atomically.
 package registry
 
 import (
-	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/dogear-dev/dogear/archive"
 	"github.com/dogear-dev/dogear/recommend"
 )
 
@@ -42,54 +42,56 @@ type Version struct {
 // ErrNoVersion means the version asked for does not exist.
 var ErrNoVersion = errors.New("no such model version")
 
-// Dir is the embedded registry: one folder per version under a root folder, and a CURRENT file
-// naming the serving version. Writes go to a temporary name and are renamed into place, so a
-// crash never leaves a half-written model visible.
-type Dir struct {
-	root string
+// Registry stores models in an object store (archive.Store): a folder in embedded mode
+// (DATA_DIR/models), S3 in distributed mode, beside the Parquet archive. Each version is
+// v000001/model.gob and v000001/meta.json; the object CURRENT names the serving version. A
+// version's objects are written before it can be promoted, and CURRENT is one atomic write, so a
+// crash never serves a partial model.
+type Registry struct {
+	store archive.Store
 
 	mu      sync.RWMutex
 	current *recommend.Artifact
 	curVer  int
 }
 
-// OpenDir opens (creating) a registry folder and loads the serving model, if any.
-func OpenDir(root string) (*Dir, error) {
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return nil, err
-	}
-	d := &Dir{root: root}
-	b, err := os.ReadFile(filepath.Join(root, "CURRENT"))
-	if errors.Is(err, os.ErrNotExist) {
-		return d, nil
+// Open opens the registry in store and loads the serving model, if any.
+func Open(ctx context.Context, store archive.Store) (*Registry, error) {
+	r := &Registry{store: store}
+	b, err := store.Get(ctx, "CURRENT")
+	if errors.Is(err, archive.ErrNotFound) {
+		return r, nil
 	}
 	if err != nil {
 		return nil, err
 	}
 	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil {
-		return nil, fmt.Errorf("registry %s: CURRENT holds %q, not a version number", root, b)
+		return nil, fmt.Errorf("registry: CURRENT holds %q, not a version number", b)
 	}
-	if err := d.load(v); err != nil {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.loadLocked(ctx, v); err != nil {
 		return nil, err
 	}
-	return d, nil
+	return r, nil
 }
 
-func (d *Dir) dir(v int) string { return filepath.Join(d.root, fmt.Sprintf("v%06d", v)) }
+func prefix(v int) string { return fmt.Sprintf("v%06d/", v) }
 
 // Serving returns the serving model and its version; nil when none was promoted yet.
-func (d *Dir) Serving() (*recommend.Artifact, int) {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	return d.current, d.curVer
+func (r *Registry) Serving() (*recommend.Artifact, int) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.current, r.curVer
 }
 
 // Save stores a new version and returns its number. It does not promote.
-func (d *Dir) Save(a *recommend.Artifact, m Metrics) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	versions, err := d.versions()
+func (r *Registry) Save(a *recommend.Artifact, m Metrics) (int, error) {
+	ctx := context.Background()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	versions, err := r.versions(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -98,91 +100,58 @@ func (d *Dir) Save(a *recommend.Artifact, m Metrics) (int, error) {
 		v = versions[len(versions)-1] + 1
 	}
 	a.Version = v
-	tmp, err := os.MkdirTemp(d.root, ".new-")
-	if err != nil {
+	var model bytes.Buffer
+	if err := a.Encode(&model); err != nil {
 		return 0, err
 	}
-	defer os.RemoveAll(tmp)
-	if err := writeFile(filepath.Join(tmp, "model.gob"), func(w *bufio.Writer) error { return a.Encode(w) }); err != nil {
+	meta, _ := json.MarshalIndent(Version{Version: v, Created: a.Created, Params: a.Params, Books: len(a.Books), Readers: a.Readers, Metrics: m}, "", "  ")
+	// The model first: a version is listed (by its meta) only once its model is complete.
+	if err := r.store.Put(ctx, prefix(v)+"model.gob", model.Bytes()); err != nil {
 		return 0, err
 	}
-	meta := Version{Version: v, Created: a.Created, Params: a.Params, Books: len(a.Books), Readers: a.Readers, Metrics: m}
-	if err := writeFile(filepath.Join(tmp, "meta.json"), func(w *bufio.Writer) error {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(meta)
-	}); err != nil {
-		return 0, err
-	}
-	return v, os.Rename(tmp, d.dir(v))
-}
-
-func writeFile(path string, fill func(*bufio.Writer) error) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriter(f)
-	if err := fill(w); err != nil {
-		f.Close()
-		return err
-	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return v, r.store.Put(ctx, prefix(v)+"meta.json", meta)
 }
 
 // Promote makes version v the serving model (forward or back).
-func (d *Dir) Promote(v int) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if _, err := os.Stat(d.dir(v)); err != nil {
+func (r *Registry) Promote(v int) error {
+	ctx := context.Background()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.loadLocked(ctx, v); err != nil {
+		return err
+	}
+	return r.store.Put(ctx, "CURRENT", []byte(strconv.Itoa(v)+"\n"))
+}
+
+func (r *Registry) loadLocked(ctx context.Context, v int) error {
+	if _, err := r.store.Get(ctx, prefix(v)+"meta.json"); err != nil {
 		return fmt.Errorf("%w: %d", ErrNoVersion, v)
 	}
-	if err := d.loadLocked(v); err != nil {
-		return err
-	}
-	tmp := filepath.Join(d.root, ".CURRENT.tmp")
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(v)+"\n"), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(d.root, "CURRENT"))
-}
-
-func (d *Dir) load(v int) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.loadLocked(v)
-}
-
-func (d *Dir) loadLocked(v int) error {
-	f, err := os.Open(filepath.Join(d.dir(v), "model.gob"))
+	b, err := r.store.Get(ctx, prefix(v)+"model.gob")
 	if err != nil {
 		return fmt.Errorf("%w: %d (%v)", ErrNoVersion, v, err)
 	}
-	defer f.Close()
-	a, err := recommend.DecodeArtifact(bufio.NewReader(f))
+	a, err := recommend.DecodeArtifact(bytes.NewReader(b))
 	if err != nil {
 		return fmt.Errorf("model version %d is unreadable: %w", v, err)
 	}
-	d.current, d.curVer = a, v
+	r.current, r.curVer = a, v
 	return nil
 }
 
-func (d *Dir) versions() ([]int, error) {
-	entries, err := os.ReadDir(d.root)
+// versions lists the complete versions (those with a meta.json), ascending.
+func (r *Registry) versions(ctx context.Context) ([]int, error) {
+	keys, err := r.store.List(ctx, "v")
 	if err != nil {
 		return nil, err
 	}
 	var vs []int
-	for _, e := range entries {
-		if v, err := strconv.Atoi(strings.TrimPrefix(e.Name(), "v")); err == nil && e.IsDir() && strings.HasPrefix(e.Name(), "v") {
+	for _, k := range keys {
+		name, file, ok := strings.Cut(k, "/")
+		if !ok || file != "meta.json" {
+			continue
+		}
+		if v, err := strconv.Atoi(strings.TrimPrefix(name, "v")); err == nil {
 			vs = append(vs, v)
 		}
 	}
@@ -191,16 +160,17 @@ func (d *Dir) versions() ([]int, error) {
 }
 
 // List describes every version, newest first.
-func (d *Dir) List() ([]Version, error) {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	vs, err := d.versions()
+func (r *Registry) List() ([]Version, error) {
+	ctx := context.Background()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	vs, err := r.versions(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := []Version{}
 	for i := len(vs) - 1; i >= 0; i-- {
-		b, err := os.ReadFile(filepath.Join(d.dir(vs[i]), "meta.json"))
+		b, err := r.store.Get(ctx, prefix(vs[i])+"meta.json")
 		if err != nil {
 			return nil, err
 		}
@@ -208,7 +178,7 @@ func (d *Dir) List() ([]Version, error) {
 		if err := json.Unmarshal(b, &m); err != nil {
 			return nil, fmt.Errorf("model version %d: meta.json: %w", vs[i], err)
 		}
-		m.Serving = vs[i] == d.curVer && d.current != nil
+		m.Serving = vs[i] == r.curVer && r.current != nil
 		out = append(out, m)
 	}
 	return out, nil

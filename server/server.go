@@ -69,6 +69,9 @@ type Config struct {
 	// DATA_DIR/archive), every ArchiveInterval (0: never).
 	Archive         string
 	ArchiveInterval time.Duration
+	// Models is the object store of the model registry: file:///dir or s3://bucket/prefix
+	// (empty: DATA_DIR/models).
+	Models string
 	// Distributed selects roles over Kafka and shared state (distributed.go).
 	Distributed Distributed
 }
@@ -122,7 +125,7 @@ type Server struct {
 	ln       net.Listener
 	cancel   context.CancelFunc
 	procDone chan error
-	registry *registry.Dir
+	registry *registry.Registry
 	trainer  *trainer.Trainer
 	catalog  *catalog.Catalog
 	kosync   *kosync.Server
@@ -149,7 +152,16 @@ func Start(cfg Config) (*Server, error) {
 		stores.Close()
 		return nil, err
 	}
-	reg, err := registry.OpenDir(filepath.Join(cfg.DataDir, "models"))
+	modelsURL := cfg.Models
+	if modelsURL == "" {
+		modelsURL = filepath.Join(cfg.DataDir, "models")
+	}
+	modelStore, err := archive.Open(context.Background(), modelsURL)
+	if err != nil {
+		stores.Close()
+		return nil, err
+	}
+	reg, err := registry.Open(context.Background(), modelStore)
 	if err != nil {
 		stores.Close()
 		return nil, err
@@ -325,7 +337,7 @@ func (s *Server) recommender() *api.Recommender {
 func (s *Server) Archiver() *archive.Archiver { return s.archiver }
 
 // Registry gives access to the model registry.
-func (s *Server) Registry() *registry.Dir { return s.registry }
+func (s *Server) Registry() *registry.Registry { return s.registry }
 
 // State gives read access to the state store.
 func (s *Server) State() state.Reader { return s.stores.State }

@@ -25,7 +25,7 @@ var DefaultParams = recommend.NeighborParams{Kind: "rp3beta", K: 100, Alpha: 0.4
 // Trainer trains, gates and promotes models.
 type Trainer struct {
 	store  state.Reader
-	reg    *registry.Dir
+	reg    *registry.Registry
 	params recommend.NeighborParams
 	logger *slog.Logger
 	now    func() time.Time
@@ -33,7 +33,7 @@ type Trainer struct {
 }
 
 // New returns a trainer reading store and writing to reg.
-func New(store state.Reader, reg *registry.Dir, params recommend.NeighborParams, logger *slog.Logger) *Trainer {
+func New(store state.Reader, reg *registry.Registry, params recommend.NeighborParams, logger *slog.Logger) *Trainer {
 	return &Trainer{store: store, reg: reg, params: params, logger: logger, now: time.Now}
 }
 

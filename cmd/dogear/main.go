@@ -140,6 +140,7 @@ func serve(args []string) error {
 	fs.StringVar(&cfg.Distributed.Group, "group", cfg.Distributed.Group, "Kafka consumer group of the processors")
 	fs.DurationVar(&cfg.Distributed.SessionTimeout, "group-session-timeout", cfg.Distributed.SessionTimeout, "how soon a dead processor's partitions move to the others")
 	fs.StringVar(&cfg.Archive, "archive", "", "where to archive the log as hourly Parquet: file:///dir or s3://bucket/prefix?endpoint=URL (default DATA_DIR/archive)")
+	fs.StringVar(&cfg.Models, "models", "", "object store of the model registry: file:///dir or s3://bucket/prefix?endpoint=URL (default DATA_DIR/models)")
 	fs.DurationVar(&cfg.ArchiveInterval, "archive-interval", cfg.ArchiveInterval, "archive this often (0: never)")
 	fs.BoolVar(&cfg.RequireAuth, "require-auth", false, "require write keys and tokens even on loopback (always required off loopback)")
 	fs.Float64Var(&cfg.KeyRate, "key-rate", cfg.KeyRate, "events per second each write key may send (0: no limit)")
