@@ -183,3 +183,25 @@ func (r *Registry) List() ([]Version, error) {
 	}
 	return out, nil
 }
+
+// Refresh loads the serving version named by CURRENT if another process promoted a different
+// one (the api role follows promotions made by the train role).
+func (r *Registry) Refresh(ctx context.Context) error {
+	b, err := r.store.Get(ctx, "CURRENT")
+	if errors.Is(err, archive.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("registry: CURRENT holds %q, not a version number", b)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if v == r.curVer && r.current != nil {
+		return nil
+	}
+	return r.loadLocked(ctx, v)
+}

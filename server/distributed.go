@@ -1,10 +1,12 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -12,16 +14,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/dogear-dev/dogear/api"
+	"github.com/dogear-dev/dogear/archive"
+	"github.com/dogear-dev/dogear/catalog"
 	"github.com/dogear-dev/dogear/eventlog"
 	"github.com/dogear-dev/dogear/ingest"
 	"github.com/dogear-dev/dogear/internal/httpjson"
 	"github.com/dogear-dev/dogear/processor"
+	"github.com/dogear-dev/dogear/registry"
 	"github.com/dogear-dev/dogear/segment"
 	"github.com/dogear-dev/dogear/state"
+	"github.com/dogear-dev/dogear/trainer"
 )
 
 // Roles a distributed deployment runs apart; an embedded `dogear serve` runs them all.
-var Roles = []string{"ingest", "process", "api"}
+var Roles = []string{"ingest", "process", "api", "train"}
 
 // Distributed is the part of Config that selects distributed mode.
 type Distributed struct {
@@ -95,10 +101,10 @@ func StartDistributed(cfg Config) (*Server, error) {
 		mux.Handle("POST /v1/events", ingest.New(log, icfg, cfg.Logger))
 		segment.New(log, guard.CheckWriteKey, cfg.Logger).Register(mux)
 	}
-	if slices.Contains(d.Roles, "process") || slices.Contains(d.Roles, "api") {
+	if slices.Contains(d.Roles, "process") || slices.Contains(d.Roles, "api") || slices.Contains(d.Roles, "train") {
 		if d.State == "" {
 			s.closeDistributed()
-			return nil, errors.New("the process and api roles need --state cassandra://... (or partitioned:///dir on one host)")
+			return nil, errors.New("the process, api and train roles need --state cassandra://... (or partitioned:///dir on one host)")
 		}
 		st, owner, err := openState(d.State, cfg.CacheBytes)
 		if err != nil {
@@ -116,12 +122,15 @@ func StartDistributed(cfg Config) (*Server, error) {
 		} else {
 			s.procDone <- nil
 		}
-		if slices.Contains(d.Roles, "api") {
+		if slices.Contains(d.Roles, "api") || slices.Contains(d.Roles, "train") {
 			if owner != nil {
 				s.closeDistributed()
-				return nil, errors.New("the api role needs shared state (cassandra://); partitioned state is readable only by the processes that own it")
+				return nil, errors.New("the api and train roles need shared state (cassandra://); partitioned state is readable only by the processes that own it")
 			}
-			api.New(st, lagFunc(func() int64 { return 0 }), cfg.Logger).Register(mux)
+			if err := s.distributedModels(ctx, mux, st); err != nil {
+				s.closeDistributed()
+				return nil, err
+			}
 		}
 	} else {
 		s.procDone <- nil
@@ -155,6 +164,49 @@ func StartDistributed(cfg Config) (*Server, error) {
 	go s.http.Serve(ln)
 	s.ready.Store(true)
 	return s, nil
+}
+
+// distributedModels sets up the model registry in its object store for the api role (query and
+// recommendation endpoints, following promotions) and the train role (periodic training).
+func (s *Server) distributedModels(ctx context.Context, mux *http.ServeMux, st state.Store) error {
+	cfg := s.cfg
+	store, err := archive.Open(ctx, cmp.Or(cfg.Models, filepath.Join(cfg.DataDir, "models")))
+	if err != nil {
+		return err
+	}
+	reg, err := registry.Open(ctx, store)
+	if err != nil {
+		return err
+	}
+	cat, err := catalog.Load(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	s.registry, s.catalog = reg, cat
+	s.trainer = trainer.New(st, reg, cfg.Recommender, cfg.Logger)
+	if slices.Contains(cfg.Distributed.Roles, "train") && cfg.TrainInterval > 0 {
+		go s.trainer.Run(ctx, cfg.TrainInterval)
+	}
+	if slices.Contains(cfg.Distributed.Roles, "api") {
+		s.api = api.New(st, lagFunc(func() int64 { return 0 }), cfg.Logger)
+		s.api.Register(mux)
+		s.api.RegisterRecommendations(mux, s.recommender())
+		go func() {
+			t := time.NewTicker(10 * time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					if err := reg.Refresh(ctx); err != nil {
+						cfg.Logger.Warn("refreshing the serving model", "err", err)
+					}
+				}
+			}
+		}()
+	}
+	return nil
 }
 
 type lagFunc func() int64
