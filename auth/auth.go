@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/dogear-dev/dogear/internal/atomicfile"
 )
 
 // Key is one write key's record. The key itself is never stored: only its SHA-256 (keys are 32
@@ -140,11 +142,7 @@ func (k *Keys) edit(fn func([]Key) ([]Key, error)) error {
 		return err
 	}
 	b, _ := json.MarshalIndent(list, "", "  ")
-	tmp := k.path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, k.path)
+	return atomicfile.Write(k.path, b, 0o600)
 }
 
 // Create makes a new write key for a named source and returns it; it is shown only this once.

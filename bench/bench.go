@@ -142,22 +142,10 @@ func once(ctx context.Context, opts Options, events [][]event.Event, bodies [][]
 		return run, err
 	}
 	defer srv.Shutdown(context.Background())
-	i := 0
 	start = time.Now()
-	res, err := loadgen.Send(ctx, loadgen.SendConfig{
-		URL: "http://" + srv.Addr() + "/v1/events", Batch: opts.Batch, Concurrency: opts.Concurrency, Gzip: opts.Gzip,
-	}, func() ([]byte, int) {
-		if i >= len(bodies) {
-			return nil, 0
-		}
-		i++
-		return bodies[i-1], opts.Batch
-	})
+	res, err := sendBodies(ctx, "http://"+srv.Addr()+"/v1/events", opts, bodies)
 	if err != nil {
 		return run, err
-	}
-	if res.Failed > 0 {
-		return run, fmt.Errorf("%d of %d requests failed", res.Failed, res.Requests)
 	}
 	run.IngestEPS = res.EventsPerSecond()
 	run.AckP50, run.AckP99 = res.Percentile(0.5), res.Percentile(0.99)
@@ -250,23 +238,29 @@ func kafkaIngest(ctx context.Context, opts Options, bodies [][]byte, run *Run) e
 		return err
 	}
 	defer srv.Shutdown(context.Background())
-	i := 0
-	res, err := loadgen.Send(ctx, loadgen.SendConfig{
-		URL: "http://" + srv.Addr() + "/v1/events", Batch: opts.Batch, Concurrency: opts.Concurrency, Gzip: opts.Gzip,
-	}, func() ([]byte, int) {
-		if i >= len(bodies) {
-			return nil, 0
-		}
-		i++
-		return bodies[i-1], opts.Batch
-	})
+	res, err := sendBodies(ctx, "http://"+srv.Addr()+"/v1/events", opts, bodies)
 	if err != nil {
-		return err
-	}
-	if res.Failed > 0 {
-		return fmt.Errorf("kafka ingest: %d of %d requests failed", res.Failed, res.Requests)
+		return fmt.Errorf("kafka ingest: %w", err)
 	}
 	run.KafkaEPS = res.EventsPerSecond()
 	run.KafkaP50, run.KafkaP99 = res.Percentile(0.5), res.Percentile(0.99)
 	return nil
+}
+
+// sendBodies posts every pre-encoded body once, from opts.Concurrency clients; every batch must
+// be acknowledged.
+func sendBodies(ctx context.Context, url string, opts Options, bodies [][]byte) (*loadgen.Result, error) {
+	i := 0
+	res, err := loadgen.Send(ctx, loadgen.SendConfig{URL: url, Batch: opts.Batch, Concurrency: opts.Concurrency, Gzip: opts.Gzip},
+		func() ([]byte, int) {
+			if i >= len(bodies) {
+				return nil, 0
+			}
+			i++
+			return bodies[i-1], opts.Batch
+		})
+	if err == nil && res.Failed > 0 {
+		err = fmt.Errorf("%d of %d requests failed", res.Failed, res.Requests)
+	}
+	return res, err
 }

@@ -4,6 +4,7 @@ package catalog
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/dogear-dev/dogear/internal/atomicfile"
 )
 
 // Book is one catalog entry.
@@ -223,32 +226,14 @@ const FileName = "catalog.jsonl"
 
 // Save writes books to the data directory atomically (a crash leaves the old catalog or the new).
 func Save(dataDir string, books []Book) error {
-	path := filepath.Join(dataDir, FileName)
-	tmp, err := os.CreateTemp(dataDir, FileName+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	w := bufio.NewWriter(tmp)
-	enc := json.NewEncoder(w)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	for i := range books {
 		if err := enc.Encode(&books[i]); err != nil {
-			tmp.Close()
 			return err
 		}
 	}
-	if err := w.Flush(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(filepath.Join(dataDir, FileName), buf.Bytes(), 0o644)
 }
 
 // Load reads the catalog of a data directory; a directory without one has an empty catalog.

@@ -1,10 +1,7 @@
 package dashboard_test
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dogear-dev/dogear/server"
+	"github.com/dogear-dev/dogear/internal/servertest"
 )
 
 // TestDashboardInRealBrowser loads the page in headless Chromium against a real server and checks
@@ -24,15 +21,7 @@ func TestDashboardInRealBrowser(t *testing.T) {
 	if err != nil {
 		t.Skip("chromium not installed (.ci/run installs Debian's chromium)")
 	}
-	cfg := server.DefaultConfig()
-	cfg.DataDir, cfg.Addr, cfg.CacheBytes, cfg.TrainInterval = t.TempDir(), "127.0.0.1:0", 16<<20, 0
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := server.Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown(context.Background())
-	url := "http://" + srv.Addr()
+	srv, url := servertest.Start(t, nil)
 
 	// ann reads 20, 40 and 60 minutes on the last three days; bob abandons b1 at 35 %.
 	today := time.Now().UTC().Truncate(24 * time.Hour).Add(12 * time.Hour)
@@ -49,9 +38,7 @@ func TestDashboardInRealBrowser(t *testing.T) {
 		t.Fatalf("seed: %v %v", err, resp.Status)
 	}
 	resp.Body.Close()
-	for srv.Processor().TotalLag() > 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	servertest.WaitProcessed(t, srv)
 
 	cmd := exec.Command(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",

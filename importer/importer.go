@@ -11,14 +11,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/dogear-dev/dogear/event"
+	"github.com/dogear-dev/dogear/ingest"
 )
 
 // Summary is what an import read, wrote and skipped (by reason).
@@ -144,56 +143,18 @@ func (s *FileSink) Close() error {
 	return s.w.Close()
 }
 
-// HTTPSink posts events to a dogear ingest URL, retrying when the server asks to (429, 503).
-type HTTPSink struct {
-	URL    string
-	Client *http.Client
-}
+// HTTPSink posts events to a dogear ingest URL (ingest.Client: write key, retries).
+type HTTPSink struct{ ingest.Client }
 
-// Write implements Sink. A refused event is an error: imports build only valid events.
+// Write implements Sink.
 func (s *HTTPSink) Write(ctx context.Context, events []event.Event) error {
 	var body bytes.Buffer
 	for i := range events {
 		body.Write(events[i].Marshal())
 		body.WriteByte('\n')
 	}
-	client := s.Client
-	if client == nil {
-		client = http.DefaultClient
-	}
-	for attempt := 0; ; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL, bytes.NewReader(body.Bytes()))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/x-ndjson")
-		resp, err := client.Do(req)
-		if err != nil {
-			return fmt.Errorf("posting to %s: %w", s.URL, err)
-		}
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		resp.Body.Close()
-		switch {
-		case resp.StatusCode == http.StatusOK:
-			var r struct {
-				Refused []json.RawMessage `json:"refused"`
-			}
-			json.Unmarshal(msg, &r)
-			if len(r.Refused) > 0 {
-				return fmt.Errorf("server refused %d events: %s", len(r.Refused), msg)
-			}
-			return nil
-		case (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) && attempt < 30:
-			wait, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
-			select {
-			case <-time.After(time.Duration(max(wait, 1)) * time.Second):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		default:
-			return fmt.Errorf("posting to %s: status %d: %s", s.URL, resp.StatusCode, msg)
-		}
-	}
+	_, err := s.Send(ctx, body.Bytes())
+	return err
 }
 
 // Close implements Sink.

@@ -4,12 +4,8 @@ import (
 	"archive/zip"
 	"context"
 	"database/sql"
-	"encoding/json"
-	"io"
-	"log/slog"
 	"math"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,42 +15,9 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/dogear-dev/dogear/importer"
-	"github.com/dogear-dev/dogear/server"
+	"github.com/dogear-dev/dogear/ingest"
+	"github.com/dogear-dev/dogear/internal/servertest"
 )
-
-func start(t *testing.T) (*server.Server, string) {
-	cfg := server.DefaultConfig()
-	cfg.DataDir, cfg.Addr, cfg.CacheBytes, cfg.TrainInterval = t.TempDir(), "127.0.0.1:0", 16<<20, 0
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := server.Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	return srv, "http://" + srv.Addr()
-}
-
-func settle(t *testing.T, srv *server.Server) {
-	for deadline := time.Now().Add(10 * time.Second); srv.Processor().TotalLag() > 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("processors did not catch up")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func getJSON(t *testing.T, url string, v any) {
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
-	}
-	json.NewDecoder(resp.Body).Decode(v)
-}
 
 type bookRow struct {
 	Book           string  `json:"book"`
@@ -68,7 +31,9 @@ func books(t *testing.T, url, reader string) map[string]bookRow {
 	var out struct {
 		Books []bookRow `json:"books"`
 	}
-	getJSON(t, url+"/v1/readers/"+reader+"/books", &out)
+	if s := servertest.GetJSON(t, url+"/v1/readers/"+reader+"/books", &out); s != 200 {
+		t.Fatalf("books of %s: %d", reader, s)
+	}
 	m := map[string]bookRow{}
 	for _, b := range out.Books {
 		m[b.Book] = b
@@ -103,10 +68,10 @@ func kindleExport(t *testing.T, dir string) {
 }
 
 func TestKindleImport(t *testing.T) {
-	srv, url := start(t)
+	srv, url := servertest.Start(t, nil)
 	dir := t.TempDir()
 	kindleExport(t, dir)
-	sink := &importer.HTTPSink{URL: url + "/v1/events"}
+	sink := &importer.HTTPSink{Client: ingest.Client{URL: url + "/v1/events"}}
 	sum, err := importer.Kindle(context.Background(), dir, "ann", sink, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +82,7 @@ func TestKindleImport(t *testing.T) {
 		sum.Skipped["completed title with unreadable asin_date_and_content_type"] != 1 {
 		t.Fatalf("summary:\n%s", sum)
 	}
-	settle(t, srv)
+	servertest.WaitProcessed(t, srv)
 	moby := books(t, url, "ann")["B000FA5SHK"]
 	// 30 minutes, plus 45 from end − start where total_reading_millis is Not Available.
 	if moby.ReadingMinutes != 75 || moby.Highlights != 1 || moby.Finished == nil || *moby.Finished != "2026-10-05T12:00:00Z" {
@@ -131,14 +96,14 @@ func TestKindleImport(t *testing.T) {
 	if err != nil || sum.Events != 4 {
 		t.Fatalf("zip import: %v\n%s", err, sum)
 	}
-	settle(t, srv)
+	servertest.WaitProcessed(t, srv)
 	if again := books(t, url, "ann")["B000FA5SHK"]; again.ReadingMinutes != moby.ReadingMinutes || again.Highlights != moby.Highlights {
 		t.Fatalf("re-import changed the insights: %+v, was %+v", again, moby)
 	}
 	var stats struct {
 		Totals struct{ Events int } `json:"totals"`
 	}
-	getJSON(t, url+"/v1/stats", &stats)
+	servertest.GetJSON(t, url+"/v1/stats", &stats)
 	if stats.Totals.Events != 4 {
 		t.Fatalf("%d events after importing the same export twice, want 4", stats.Totals.Events)
 	}
@@ -210,17 +175,17 @@ func koreaderDB(t *testing.T, path string) {
 }
 
 func TestKOReaderImportMatchesKOReaderStatistics(t *testing.T) {
-	srv, url := start(t)
+	srv, url := servertest.Start(t, nil)
 	path := filepath.Join(t.TempDir(), "statistics.sqlite3")
 	koreaderDB(t, path)
-	sum, err := importer.KOReader(context.Background(), path, "bob", &importer.HTTPSink{URL: url + "/v1/events"}, nil)
+	sum, err := importer.KOReader(context.Background(), path, "bob", &importer.HTTPSink{Client: ingest.Client{URL: url + "/v1/events"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if sum.Skipped["page_stat_data row of a book not in the book table"] != 1 {
 		t.Fatalf("summary:\n%s", sum)
 	}
-	settle(t, srv)
+	servertest.WaitProcessed(t, srv)
 	got := books(t, url, "bob")
 
 	// What KOReader's own statistics say, from its page_stat view over the same file.
@@ -243,10 +208,10 @@ func TestKOReaderImportMatchesKOReaderStatistics(t *testing.T) {
 		}
 	}
 	// Importing the same file again changes nothing.
-	if _, err := importer.KOReader(context.Background(), path, "bob", &importer.HTTPSink{URL: url + "/v1/events"}, nil); err != nil {
+	if _, err := importer.KOReader(context.Background(), path, "bob", &importer.HTTPSink{Client: ingest.Client{URL: url + "/v1/events"}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	settle(t, srv)
+	servertest.WaitProcessed(t, srv)
 	if again := books(t, url, "bob"); again["aaaa1111"] != got["aaaa1111"] || again["bbbb2222"] != got["bbbb2222"] {
 		t.Fatalf("re-import changed the books: %+v vs %+v", again, got)
 	}
@@ -257,7 +222,7 @@ func TestKOReaderRefusesOtherDatabases(t *testing.T) {
 	db, _ := sql.Open("sqlite", path)
 	db.Exec(`CREATE TABLE book (id integer)`)
 	db.Close()
-	_, err := importer.KOReader(context.Background(), path, "bob", &importer.HTTPSink{URL: "http://127.0.0.1:1"}, nil)
+	_, err := importer.KOReader(context.Background(), path, "bob", &importer.HTTPSink{Client: ingest.Client{URL: "http://127.0.0.1:1"}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "no page_stat_data table") {
 		t.Fatalf("err = %v", err)
 	}

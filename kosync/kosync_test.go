@@ -2,12 +2,10 @@ package kosync_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/dogear-dev/dogear/catalog"
+	"github.com/dogear-dev/dogear/internal/servertest"
 	"github.com/dogear-dev/dogear/server"
 )
 
@@ -66,29 +63,12 @@ func md5hex(s string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func start(t *testing.T, mod func(*server.Config)) (*server.Server, string, string) {
-	dir := t.TempDir()
-	cfg := server.DefaultConfig()
-	cfg.DataDir, cfg.Addr, cfg.CacheBytes, cfg.TrainInterval = dir, "127.0.0.1:0", 16<<20, 0
-	cfg.Kosync.BcryptCost = bcrypt.MinCost
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	if mod != nil {
-		mod(&cfg)
-	}
-	srv, err := server.Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	return srv, "http://" + srv.Addr(), dir
-}
-
 func TestKosyncProtocol(t *testing.T) {
 	dir := t.TempDir()
 	if err := catalog.Save(dir, []catalog.Book{{ID: "42", Title: "Dune (Dune Chronicles, #1)", Authors: []string{"Frank Herbert"}}}); err != nil {
 		t.Fatal(err)
 	}
-	srv, url, _ := start(t, func(c *server.Config) { c.DataDir = dir })
+	srv, url := servertest.Start(t, func(c *server.Config) { c.DataDir = dir })
 	key := md5hex("correct horse battery staple")
 	anon := &client{t: t, base: url + "/kosync"}
 
@@ -161,9 +141,7 @@ func TestKosyncProtocol(t *testing.T) {
 
 	// Every update is a dogear progress event; the title in metadata mapped the document to the
 	// catalog's "Dune".
-	for srv.Processor().TotalLag() > 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	servertest.WaitProcessed(t, srv)
 	var ins struct {
 		Continue []struct {
 			Book     string  `json:"book"`
@@ -193,7 +171,7 @@ func TestKosyncProtocol(t *testing.T) {
 }
 
 func TestKosyncRegistrationDisabledAndRootPaths(t *testing.T) {
-	_, url, _ := start(t, func(c *server.Config) { c.Kosync.AllowRegistration = false; c.KosyncAtRoot = true })
+	_, url := servertest.Start(t, func(c *server.Config) { c.Kosync.AllowRegistration = false; c.KosyncAtRoot = true })
 	c := &client{t: t, base: url}
 	if s := c.do("POST", "/users/create", map[string]string{"username": "ann", "password": "k"}); s != 402 {
 		t.Fatalf("registration disabled: %d", s)

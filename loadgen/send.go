@@ -5,17 +5,16 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/dogear-dev/dogear/event"
+	"github.com/dogear-dev/dogear/ingest"
 )
 
 // EncodeNDJSON writes events one per line.
@@ -37,6 +36,7 @@ type SendConfig struct {
 	Batch       int
 	Concurrency int
 	Gzip        bool
+	Key         string    // write key, when the server requires one
 	Progress    io.Writer // one line per second, nil for none
 }
 
@@ -83,7 +83,8 @@ func Send(ctx context.Context, cfg SendConfig, next func() ([]byte, int)) (*Resu
 		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
 		defer cancel()
 	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Concurrency}, Timeout: time.Minute}
+	sender := &ingest.Client{URL: cfg.URL, Key: cfg.Key, Gzip: cfg.Gzip,
+		HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Concurrency}, Timeout: time.Minute}}
 	var mu sync.Mutex
 	res := &Result{}
 	var sent atomic.Int64
@@ -142,7 +143,7 @@ func Send(ctx context.Context, cfg SendConfig, next func() ([]byte, int)) (*Resu
 					return
 				}
 				t0 := time.Now()
-				err := post(ctx, client, cfg, body)
+				_, err := sender.Send(ctx, body)
 				d := time.Since(t0)
 				mu.Lock()
 				res.Requests++
@@ -160,41 +161,4 @@ func Send(ctx context.Context, cfg SendConfig, next func() ([]byte, int)) (*Resu
 	close(stopProgress)
 	res.Elapsed = time.Since(start)
 	return res, nil
-}
-
-// post sends one batch, retrying while the server says to (429, 503) as a well-behaved
-// client does.
-func post(ctx context.Context, client *http.Client, cfg SendConfig, body []byte) error {
-	for attempt := 0; ; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.URL, bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/x-ndjson")
-		if cfg.Gzip {
-			req.Header.Set("Content-Encoding", "gzip")
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		var r struct {
-			Refused []json.RawMessage `json:"refused"`
-		}
-		json.NewDecoder(resp.Body).Decode(&r)
-		resp.Body.Close()
-		switch {
-		case resp.StatusCode == http.StatusOK && len(r.Refused) == 0:
-			return nil
-		case (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) && attempt < 20:
-			wait, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
-			select {
-			case <-time.After(time.Duration(max(wait, 1)) * time.Second):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		default:
-			return fmt.Errorf("status %d, %d refused", resp.StatusCode, len(r.Refused))
-		}
-	}
 }

@@ -1,10 +1,7 @@
 package segment_test
 
 import (
-	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,47 +9,20 @@ import (
 
 	analytics "gopkg.in/segmentio/analytics-go.v3"
 
-	"github.com/dogear-dev/dogear/server"
+	"github.com/dogear-dev/dogear/internal/servertest"
 )
 
-func start(t *testing.T) (*server.Server, string) {
-	cfg := server.DefaultConfig()
-	cfg.DataDir, cfg.Addr, cfg.CacheBytes, cfg.TrainInterval = t.TempDir(), "127.0.0.1:0", 16<<20, 0
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := server.Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	return srv, "http://" + srv.Addr()
-}
-
-func waitProcessed(t *testing.T, srv *server.Server) {
-	for deadline := time.Now().Add(10 * time.Second); srv.Processor().TotalLag() > 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("processors did not catch up")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func getJSON(t *testing.T, url string, v any) {
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
+	t.Helper()
+	if s := servertest.GetJSON(t, url, v); s != 200 {
+		t.Fatalf("GET %s: %d", url, s)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
-	}
-	json.NewDecoder(resp.Body).Decode(v)
 }
 
 // TestAnalyticsGoClient sends real batches with Segment's own Go library (analytics-go v3) and
 // checks that dogear's insights reflect them.
 func TestAnalyticsGoClient(t *testing.T) {
-	srv, url := start(t)
+	srv, url := servertest.Start(t, nil)
 	var failures []error
 	client, err := analytics.NewWithConfig("test-write-key", analytics.Config{
 		Endpoint: url, BatchSize: 4, Interval: 50 * time.Millisecond,
@@ -91,7 +61,7 @@ func TestAnalyticsGoClient(t *testing.T) {
 	if len(failures) > 0 {
 		t.Fatalf("analytics-go reported failures: %v", failures)
 	}
-	waitProcessed(t, srv)
+	servertest.WaitProcessed(t, srv)
 
 	var ann struct {
 		TZ       string  `json:"time_zone"`
@@ -131,7 +101,7 @@ func (c callback) Success(analytics.Message)            {}
 func (c callback) Failure(_ analytics.Message, e error) { c.fail(e) }
 
 func TestSegmentRefusals(t *testing.T) {
-	_, url := start(t)
+	_, url := servertest.Start(t, nil)
 	post := func(path, body, user string) (int, map[string]any) {
 		req, _ := http.NewRequest(http.MethodPost, url+path, strings.NewReader(body))
 		if user != "" {

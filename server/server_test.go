@@ -18,25 +18,14 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/dogear-dev/dogear/ingest"
+	"github.com/dogear-dev/dogear/internal/servertest"
 	"github.com/dogear-dev/dogear/loadgen"
 	"github.com/dogear-dev/dogear/server"
 )
 
 func start(t *testing.T, mod func(*server.Config)) (*server.Server, string) {
 	t.Helper()
-	cfg := server.DefaultConfig()
-	cfg.DataDir, cfg.Addr, cfg.CacheBytes = t.TempDir(), "127.0.0.1:0", 16<<20
-	cfg.Partitions = 4
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	if mod != nil {
-		mod(&cfg)
-	}
-	srv, err := server.Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	return srv, "http://" + srv.Addr()
+	return servertest.Start(t, mod)
 }
 
 type reply struct {
@@ -66,30 +55,16 @@ func post(t *testing.T, url string, body []byte, header map[string]string) reply
 
 func get(t *testing.T, url string, v any) int {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if v != nil {
-		json.NewDecoder(resp.Body).Decode(v)
-	}
-	return resp.StatusCode
+	return servertest.GetJSON(t, url, v)
 }
 
 func ev(id, typ, extra string) string {
 	return fmt.Sprintf(`{"id":%q,"type":%q,"reader":"ann","book":"b1","time":"2026-11-20T10:00:00Z"%s}`, id, typ, extra)
 }
 
-// waitProcessed waits until processors have folded everything in the log.
 func waitProcessed(t *testing.T, srv *server.Server) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); srv.Processor().TotalLag() > 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("processors did not catch up")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	servertest.WaitProcessed(t, srv)
 }
 
 func TestIngestGoodAndBadInOneBatch(t *testing.T) {

@@ -129,23 +129,7 @@ func TestCrashLosesNoAcknowledgedEvent(t *testing.T) {
 	// One last clean start lets processors catch up after the last kill, then a clean stop.
 	addr := freeAddr(t)
 	cmd := startProcess(t, bin, dir, addr)
-	for deadline := time.Now().Add(60 * time.Second); ; {
-		var st struct {
-			Lag int64 `json:"processor_lag_events"`
-		}
-		resp, err := http.Get("http://" + addr + "/v1/stats")
-		if err == nil {
-			json.NewDecoder(resp.Body).Decode(&st)
-			resp.Body.Close()
-			if st.Lag == 0 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("processors did not catch up after restart")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitLag0(t, addr)
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("clean shutdown: %v", err)

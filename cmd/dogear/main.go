@@ -21,6 +21,7 @@ import (
 	"github.com/dogear-dev/dogear/bench"
 	"github.com/dogear-dev/dogear/catalog"
 	"github.com/dogear-dev/dogear/importer"
+	"github.com/dogear-dev/dogear/ingest"
 	"github.com/dogear-dev/dogear/internal/progress"
 	"github.com/dogear-dev/dogear/loadgen"
 	"github.com/dogear-dev/dogear/recommend"
@@ -248,6 +249,7 @@ func loadgenCmd(args []string) error {
 	fs.IntVar(&scfg.Batch, "batch", scfg.Batch, "events per request")
 	fs.IntVar(&scfg.Concurrency, "concurrency", scfg.Concurrency, "concurrent requests")
 	fs.BoolVar(&scfg.Gzip, "gzip", false, "gzip request bodies")
+	fs.StringVar(&scfg.Key, "key", "", "write key, when the server requires one (dogear keys create)")
 	fs.IntVar(&gcfg.Readers, "readers", gcfg.Readers, "simulated readers")
 	fs.IntVar(&gcfg.Books, "books", gcfg.Books, "books in the catalog (Zipf popularity)")
 	fs.Uint64Var(&gcfg.Seed, "seed", gcfg.Seed, "random seed: the same seed and flags give the same events")
@@ -454,13 +456,14 @@ func importReaderData(kind, path string, args []string) error {
 	reader := fs.String("reader", "", "whose data it is: the dogear reader id (required)")
 	url := fs.String("url", "http://127.0.0.1:8080/v1/events", "ingest URL of a running dogear")
 	out := fs.String("out", "", "write the events as NDJSON to this file ('-' for stdout) instead of sending them")
+	key := fs.String("key", "", "write key, when the server requires one (dogear keys create)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if path == "" || *reader == "" {
 		return fmt.Errorf("usage: dogear import %s PATH --reader ID", kind)
 	}
-	var sink importer.Sink = &importer.HTTPSink{URL: *url}
+	var sink importer.Sink = &importer.HTTPSink{Client: ingest.Client{URL: *url, Key: *key}}
 	if *out != "" {
 		fsink, err := importer.NewFileSink(*out)
 		if err != nil {
