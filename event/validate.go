@@ -12,6 +12,8 @@ import (
 	"time"
 	_ "time/tzdata" // IANA zones must validate the same on machines without /usr/share/zoneinfo
 	"unicode/utf8"
+
+	fastjson "github.com/goccy/go-json"
 )
 
 // FieldError says why one event was refused: which field, and a reason a person can act on.
@@ -79,7 +81,7 @@ func Parse(raw []byte, now time.Time) (Event, *FieldError) {
 		return Event{}, fieldErr(fieldAt(raw, off), CodeUTF8, "invalid UTF-8 at byte %d of the event", off)
 	}
 	var w wire
-	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec := fastjson.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if t := bytes.TrimLeft(raw, " \t\r\n"); len(t) == 0 || t[0] != '{' || dec.Decode(&w) != nil || dec.More() {
 		// Slow path: extra fields go to props, and type errors get a message naming the field.
