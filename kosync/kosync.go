@@ -96,10 +96,21 @@ func (s *Server) set(key, value []byte) error {
 func (s *Server) EraseUser(user string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Point deletes, not a range deletion: a range tombstone's bounds would carry the user's
+	// name into table metadata until it reaches the last level.
 	b := s.db.NewBatch()
 	b.Delete(userKey(user), nil)
 	prefix := progressKey(user, "")
-	b.DeleteRange(prefix, append(prefix[:len(prefix):len(prefix)], 0xff), nil)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: append(prefix[:len(prefix):len(prefix)], 0xff)})
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		b.Delete(append([]byte(nil), it.Key()...), nil)
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return err
 	}
