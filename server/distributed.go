@@ -85,7 +85,7 @@ func StartDistributed(cfg Config) (*Server, error) {
 		cancel()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, cancel: cancel, procDone: make(chan error, 1), distLog: log}
+	s := &Server{cfg: cfg, ctx: ctx, cancel: cancel, procDone: make(chan error, 1), distLog: log}
 	mux := http.NewServeMux()
 	var lag func() int64
 	status := map[string]any{"roles": d.Roles}
@@ -185,13 +185,13 @@ func (s *Server) distributedModels(ctx context.Context, mux *http.ServeMux, st s
 	s.registry, s.catalog = reg, cat
 	s.trainer = trainer.New(st, reg, cfg.Recommender, cfg.Logger)
 	if slices.Contains(cfg.Distributed.Roles, "train") && cfg.TrainInterval > 0 {
-		go s.trainer.Run(ctx, cfg.TrainInterval)
+		s.background(func() { s.trainer.Run(ctx, cfg.TrainInterval) })
 	}
 	if slices.Contains(cfg.Distributed.Roles, "api") {
 		s.api = api.New(st, lagFunc(func() int64 { return 0 }), cfg.Logger)
 		s.api.Register(mux)
 		s.api.RegisterRecommendations(mux, s.recommender())
-		go func() {
+		s.background(func() {
 			t := time.NewTicker(10 * time.Second)
 			defer t.Stop()
 			for {
@@ -204,7 +204,7 @@ func (s *Server) distributedModels(ctx context.Context, mux *http.ServeMux, st s
 					}
 				}
 			}
-		}()
+		})
 	}
 	return nil
 }

@@ -83,11 +83,11 @@ func (s *Server) Erase(ctx context.Context, reader string) error {
 	if err := s.stores.State.Scrub(); err != nil {
 		return fmt.Errorf("scrubbing state: %w", err)
 	}
-	go func() {
-		if _, err := s.trainer.TrainAfterErasure(context.Background()); err != nil && !errors.Is(err, trainer.ErrNoData) {
+	s.background(func() {
+		if _, err := s.trainer.TrainAfterErasure(s.ctx); err != nil && !errors.Is(err, trainer.ErrNoData) && s.ctx.Err() == nil {
 			s.cfg.Logger.Error("retraining after an erasure failed", "err", err)
 		}
-	}()
+	})
 	s.cfg.Logger.Info("erased a reader from log, state and kosync")
 	return nil
 }

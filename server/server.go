@@ -139,6 +139,10 @@ type Server struct {
 
 	shutdown    sync.Once
 	shutdownErr error
+	// ctx ends at shutdown; bg counts the goroutines that use the stores besides processors
+	// (archiver, trainer), which must finish before the stores close.
+	ctx context.Context
+	bg  sync.WaitGroup
 }
 
 // Start opens storage, starts processors and begins serving on cfg.Addr.
@@ -211,13 +215,13 @@ func Start(cfg Config) (*Server, error) {
 		MaxHeaderBytes:    64 << 10,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
+	s.ctx, s.cancel = ctx, cancel
 	go func() { s.procDone <- proc.Run(ctx) }()
 	if cfg.TrainInterval > 0 {
-		go s.trainer.Run(ctx, cfg.TrainInterval)
+		s.background(func() { s.trainer.Run(ctx, cfg.TrainInterval) })
 	}
 	if cfg.ArchiveInterval > 0 {
-		go s.archiver.Run(ctx, cfg.ArchiveInterval)
+		s.background(func() { s.archiver.Run(ctx, cfg.ArchiveInterval) })
 	}
 	go func() {
 		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -342,6 +346,15 @@ func (s *Server) Registry() *registry.Registry { return s.registry }
 // State gives read access to the state store.
 func (s *Server) State() state.Reader { return s.stores.State }
 
+// background runs fn as a goroutine that Shutdown waits for before closing the stores.
+func (s *Server) background(fn func()) {
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		fn()
+	}()
+}
+
 // Trainer gives access to the training pipeline.
 func (s *Server) Trainer() *trainer.Trainer { return s.trainer }
 
@@ -359,6 +372,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		herr := s.http.Shutdown(ctx)
 		s.cancel()
 		perr := <-s.procDone
+		s.bg.Wait()
 		if s.stores == nil { // distributed roles
 			s.shutdownErr = errors.Join(herr, perr, s.closeDistributed())
 			return

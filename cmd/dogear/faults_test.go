@@ -56,7 +56,7 @@ func stopAndCheck(t *testing.T, bin, dir string, cmd *exec.Cmd, acked []string) 
 	t.Helper()
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
-		t.Fatalf("shutdown: %v", err)
+		t.Fatalf("shutdown: %v\n%s", err, tail(cmd))
 	}
 	ids := logIDs(t, bin, dir)
 	for _, id := range acked {
@@ -206,4 +206,17 @@ func waitLag0(t *testing.T, addr string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// tail is the end of a process's standard error, when the test captured it.
+func tail(cmd *exec.Cmd) string {
+	b, ok := cmd.Stderr.(*bytes.Buffer)
+	if !ok {
+		return ""
+	}
+	s := b.String()
+	if len(s) > 12000 {
+		s = s[len(s)-12000:]
+	}
+	return s
 }
