@@ -38,10 +38,9 @@ type Key struct {
 type Keys struct {
 	path string
 
-	mu      sync.Mutex
-	stamp   fileStamp
-	byHash  map[string]Key
-	checked time.Time
+	mu     sync.Mutex
+	stamp  fileStamp
+	byHash map[string]Key
 }
 
 type fileStamp struct {

@@ -170,7 +170,7 @@ func serve(args []string) error {
 	case cfg.Distributed.Enabled():
 		start = server.StartDistributed
 	case *roles != strings.Join(server.Roles, ","):
-		return errors.New("--roles other than all need the distributed parts: --log kafka://... and --state cassandra://...")
+		return errors.New("--roles other than all need the distributed parts: --log kafka://BROKERS/TOPIC and --state cassandra://HOSTS/KEYSPACE")
 	}
 	srv, err := start(cfg)
 	if err != nil {
