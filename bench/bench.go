@@ -189,14 +189,7 @@ func once(ctx context.Context, opts Options, events [][]event.Event, bodies [][]
 
 // Report prints the medians over runs as a Markdown table.
 func Report(w io.Writer, opts Options, runs []Run) {
-	med := func(f func(Run) float64) float64 {
-		v := make([]float64, len(runs))
-		for i, r := range runs {
-			v[i] = f(r)
-		}
-		sort.Float64s(v)
-		return v[len(v)/2]
-	}
+	med := func(f func(Run) float64) float64 { return median(runs, f) }
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	fmt.Fprintf(w, "\nMedians of %d runs, %d events per run, batches of %d, %d concurrent clients, gzip=%v:\n\n",
 		len(runs), opts.Events, opts.Batch, opts.Concurrency, opts.Gzip)
@@ -263,4 +256,14 @@ func sendBodies(ctx context.Context, url string, opts Options, bodies [][]byte) 
 		err = fmt.Errorf("%d of %d requests failed", res.Failed, res.Requests)
 	}
 	return res, err
+}
+
+// median is the median of f over xs (the upper middle for an even count).
+func median[T any](xs []T, f func(T) float64) float64 {
+	v := make([]float64, len(xs))
+	for i, x := range xs {
+		v[i] = f(x)
+	}
+	sort.Float64s(v)
+	return v[len(v)/2]
 }

@@ -222,14 +222,7 @@ func ReportServing(w io.Writer, o RecommendOptions, runs []ServingRun) {
 	fmt.Fprintf(w, "| route | requests/s | p50 | p99 |\n| --- | --- | --- | --- |\n")
 	for _, name := range order {
 		rs := by[name]
-		med := func(f func(ServingRun) float64) float64 {
-			v := make([]float64, len(rs))
-			for i, r := range rs {
-				v[i] = f(r)
-			}
-			sort.Float64s(v)
-			return v[len(v)/2]
-		}
+		med := func(f func(ServingRun) float64) float64 { return median(rs, f) }
 		fmt.Fprintf(w, "| %s | %.0f | %.3f ms | %.3f ms |\n", name, med(func(r ServingRun) float64 { return r.RPS }),
 			med(func(r ServingRun) float64 { return float64(r.P50.Microseconds()) / 1000 }),
 			med(func(r ServingRun) float64 { return float64(r.P99.Microseconds()) / 1000 }))

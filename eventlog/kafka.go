@@ -42,12 +42,11 @@ type Kafka struct {
 	prod  *kgo.Client
 	admin *kadm.Client
 
-	mu       sync.Mutex
-	readers  map[int]*partitionReader
-	ends     map[int32]int64
-	endsAt   time.Time
-	closed   chan struct{}
-	closedMu sync.Once
+	mu        sync.Mutex
+	readers   map[int]*partitionReader
+	ends      map[int32]int64
+	endsAt    time.Time
+	closeOnce sync.Once
 }
 
 // partitionReader consumes one partition directly (no group), for Read.
@@ -69,7 +68,7 @@ func OpenKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &Kafka{cfg: cfg, prod: prod, admin: kadm.NewClient(prod), readers: map[int]*partitionReader{}, closed: make(chan struct{})}
+	k := &Kafka{cfg: cfg, prod: prod, admin: kadm.NewClient(prod), readers: map[int]*partitionReader{}}
 	if err := k.ensureTopic(ctx); err != nil {
 		prod.Close()
 		return nil, err
@@ -212,8 +211,7 @@ func (k *Kafka) Changed() <-chan struct{} { return alwaysClosed }
 
 // Close implements Log.
 func (k *Kafka) Close() error {
-	k.closedMu.Do(func() {
-		close(k.closed)
+	k.closeOnce.Do(func() {
 		k.mu.Lock()
 		for _, pr := range k.readers {
 			pr.cl.Close()

@@ -6,9 +6,11 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -21,15 +23,31 @@ import (
 
 var crashTrials = flag.Int("crash.trials", 5, "SIGKILL trials in TestCrashLosesNoAcknowledgedEvent")
 
-// buildBinary compiles dogear once per test run: the crash test needs a real process to kill.
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// buildBinary compiles dogear once per test binary: the crash, fault and scale-out tests need
+// real processes to kill.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "dogear")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "dogear-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "dogear")
+		if out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
-	return bin
+	return builtBin
 }
 
 func freeAddr(t *testing.T) string {
@@ -171,4 +189,12 @@ func TestCrashLosesNoAcknowledgedEvent(t *testing.T) {
 	if out, err := exec.Command(bin, "rebuild", "--check", "--data-dir", dir).CombinedOutput(); err != nil {
 		t.Fatalf("state differs from a rebuild after crashes: %v\n%s", err, out)
 	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtBin != "" {
+		os.RemoveAll(filepath.Dir(builtBin))
+	}
+	os.Exit(code)
 }

@@ -536,23 +536,13 @@ func benchCmd(args []string) error {
 	fs.IntVar(&opts.Queries, "queries", opts.Queries, "queries per kind")
 	fs.BoolVar(&opts.Kafka, "kafka", false, "also measure ingest into Kafka (an in-process kfake cluster) in each run")
 	fs.StringVar(&opts.Dir, "dir", "", "folder for the benchmark's data (default: the system temp folder)")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
-	if err := parse(fs, args); err != nil {
+	return runBench(fs, args, func(ctx context.Context) error {
+		runs, err := bench.Ingest(ctx, opts)
+		if err == nil {
+			bench.Report(os.Stdout, opts, runs)
+		}
 		return err
-	}
-	stopProfile, err := startProfile(*cpuprofile)
-	if err != nil {
-		return err
-	}
-	defer stopProfile()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	runs, err := bench.Ingest(ctx, opts)
-	if err != nil {
-		return err
-	}
-	bench.Report(os.Stdout, opts, runs)
-	return nil
+	})
 }
 
 func benchRecommend(args []string) error {
@@ -564,6 +554,18 @@ func benchRecommend(args []string) error {
 	fs.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "keep-alive client connections")
 	fs.IntVar(&o.N, "n", o.N, "recommendations per request")
 	fs.StringVar(&o.Dir, "dir", "", "folder for the benchmark's data (default: the system temp folder)")
+	return runBench(fs, args, func(ctx context.Context) error {
+		runs, err := bench.Recommend(ctx, o)
+		if err == nil {
+			bench.ReportServing(os.Stdout, o, runs)
+		}
+		return err
+	})
+}
+
+// runBench adds --cpuprofile to a benchmark's flags, parses them, and runs the benchmark under
+// the profile with a context that Ctrl-C ends.
+func runBench(fs *flag.FlagSet, args []string, run func(ctx context.Context) error) error {
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -575,12 +577,7 @@ func benchRecommend(args []string) error {
 	defer stopProfile()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	runs, err := bench.Recommend(ctx, o)
-	if err != nil {
-		return err
-	}
-	bench.ReportServing(os.Stdout, o, runs)
-	return nil
+	return run(ctx)
 }
 
 // startProfile starts a CPU profile to path (nothing when path is empty) and returns its stop.
