@@ -264,6 +264,24 @@ type ctxKey struct{}
 // WithKey records the write key that authorised a request.
 func WithKey(ctx context.Context, k Key) context.Context { return context.WithValue(ctx, ctxKey{}, k) }
 
+// WithCaller records who sends events when it is not a write key (a kosync account), so the
+// per-caller rate limit applies to them too.
+func WithCaller(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, callerKey{}, id)
+}
+
+type callerKey struct{}
+
+// Caller names who sends the request's events for rate limiting: the write key's id, or what
+// WithCaller recorded; "" when neither.
+func Caller(ctx context.Context) string {
+	if k, ok := KeyFrom(ctx); ok {
+		return "key:" + k.ID
+	}
+	id, _ := ctx.Value(callerKey{}).(string)
+	return id
+}
+
 // KeyFrom returns the write key that authorised the request, if any.
 func KeyFrom(ctx context.Context) (Key, bool) {
 	k, ok := ctx.Value(ctxKey{}).(Key)

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -70,11 +68,22 @@ func (g *Guard) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		need, reader := policy(r)
 		switch need {
-		case open, segment:
+		case open:
 			next.ServeHTTP(w, r)
 			return
-		case writeKey:
-			k, ok := g.Keys.Check(bearer(r))
+		case writeKey, segment:
+			key := bearer(r)
+			if u, _, ok := r.BasicAuth(); ok && need == segment {
+				key = u // Segment's clients send the write key as the basic-auth user
+			}
+			if key == "" && need == segment {
+				// Segment's browser clients put the key in the body instead; the handler reads
+				// it from there, within the shared body budget, before parsing any call.
+				next.ServeHTTP(w, r)
+				return
+			}
+			// Checked before a byte of the body is read: unauthenticated clients cost nothing.
+			k, ok := g.Keys.Check(key)
 			if !ok {
 				deny(w, http.StatusUnauthorized, "missing, unknown or revoked write key: send Authorization: Bearer <key> (create one with dogear keys create NAME)")
 				return
@@ -104,12 +113,13 @@ func (g *Guard) Wrap(next http.Handler) http.Handler {
 	})
 }
 
+// bearer returns the Bearer credentials of the request; the scheme is case-insensitive (RFC 7235).
 func bearer(r *http.Request) string {
-	h := r.Header.Get("Authorization")
-	if t, ok := strings.CutPrefix(h, "Bearer "); ok {
-		return strings.TrimSpace(t)
+	scheme, cred, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
 	}
-	return ""
+	return strings.TrimSpace(cred)
 }
 
 func deny(w http.ResponseWriter, status int, msg string) {
@@ -119,30 +129,39 @@ func deny(w http.ResponseWriter, status int, msg string) {
 	httpjson.Fail(w, status, httpjson.Error{Error: msg})
 }
 
-// CheckWriteKey is the Segment routes' key check: any non-empty key when the guard is off.
-func (g *Guard) CheckWriteKey(key string) bool {
-	if !g.On {
-		return key != ""
+// CheckWriteKey checks a write key found in a request body (Segment's writeKey) and returns the
+// request's context carrying it, for the key's rate limit. A request the guard already
+// authenticated from its headers passes as it is; with the guard off, any non-empty key passes.
+func (g *Guard) CheckWriteKey(ctx context.Context, key string) (context.Context, bool) {
+	if _, ok := KeyFrom(ctx); ok {
+		return ctx, true
 	}
-	_, ok := g.Keys.Check(key)
-	return ok
+	if !g.On {
+		return ctx, key != ""
+	}
+	k, ok := g.Keys.Check(key)
+	if !ok {
+		return ctx, false
+	}
+	return WithKey(ctx, k), true
 }
 
-// AllowEvents takes n events from the rate limit of the key that authorised the request. When
-// refused it says how long to wait; a request larger than the burst can never pass and says so.
+// AllowEvents takes n events from the rate limit of the caller (the write key that authorised
+// the request, or a kosync account). When refused it says how long to wait; a request larger
+// than the burst can never pass and says so.
 func (g *Guard) AllowEvents(ctx context.Context, n int) (bool, time.Duration, error) {
-	k, ok := KeyFrom(ctx)
-	if !ok || g.EventsPerSecond <= 0 {
+	caller := Caller(ctx)
+	if caller == "" || g.EventsPerSecond <= 0 {
 		return true, 0, nil
 	}
 	g.mu.Lock()
 	if g.limiters == nil {
 		g.limiters = map[string]*rate.Limiter{}
 	}
-	lim := g.limiters[k.ID]
+	lim := g.limiters[caller]
 	if lim == nil {
 		lim = rate.NewLimiter(rate.Limit(g.EventsPerSecond), max(g.Burst, int(g.EventsPerSecond)))
-		g.limiters[k.ID] = lim
+		g.limiters[caller] = lim
 	}
 	g.mu.Unlock()
 	if n > lim.Burst() {
@@ -156,7 +175,4 @@ func (g *Guard) AllowEvents(ctx context.Context, n int) (bool, time.Duration, er
 	return true, 0, nil
 }
 
-// RetryAfter renders a wait as whole seconds for the Retry-After header (at least 1).
-func RetryAfter(d time.Duration) string {
-	return strconv.Itoa(max(1, int(math.Ceil(d.Seconds()))))
-}
+

@@ -1,6 +1,7 @@
 package event
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -121,27 +122,27 @@ func TestUnknownFieldsKeptInProps(t *testing.T) {
 }
 
 func TestSplit(t *testing.T) {
-	items, err := Split([]byte("\ufeff{\"a\":1}\n\n  {\"b\":2}\r\n{broken\n"))
+	items, err := Split(context.Background(), []byte("\ufeff{\"a\":1}\n\n  {\"b\":2}\r\n{broken\n"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(items) != 3 || items[0].Line != 1 || items[1].Line != 3 || items[2].Line != 4 || string(items[2].Raw) != "{broken" {
 		t.Fatalf("ndjson: %+v", items)
 	}
-	items, err = Split([]byte("[\n {\"a\":1},\n {\"b\":2}\n]"))
+	items, err = Split(context.Background(), []byte("[\n {\"a\":1},\n {\"b\":2}\n]"), 0)
 	if err != nil || len(items) != 2 || items[1].Line != 3 || string(items[1].Raw) != `{"b":2}` {
 		t.Fatalf("array: %+v %v", items, err)
 	}
-	items, err = Split([]byte("{\n  \"a\": 1\n}\n"))
+	items, err = Split(context.Background(), []byte("{\n  \"a\": 1\n}\n"), 0)
 	if err != nil || len(items) != 1 {
 		t.Fatalf("pretty single object: %+v %v", items, err)
 	}
-	_, err = Split([]byte("[{\"a\":1},\n{\"b\":"))
+	_, err = Split(context.Background(), []byte("[{\"a\":1},\n{\"b\":"), 0)
 	be, ok := err.(*BodyError)
 	if !ok || be.Line != 2 || !strings.Contains(be.Reason, "truncated") {
 		t.Fatalf("truncated array: %v", err)
 	}
-	_, err = Split([]byte(`[{"a":1}] x`))
+	_, err = Split(context.Background(), []byte(`[{"a":1}] x`), 0)
 	if be, ok := err.(*BodyError); !ok || be.Offset != 10 {
 		t.Fatalf("trailing data: %#v", err)
 	}
@@ -180,7 +181,7 @@ func FuzzSplit(f *testing.F) {
 	f.Add([]byte("{\"a\":1}\n{\"b\":2}\n"))
 	f.Add([]byte(`[{"a":1},`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		items, err := Split(body)
+		items, err := Split(context.Background(), body, 0)
 		if err != nil {
 			be, ok := err.(*BodyError)
 			if !ok || be.Offset < 0 || be.Offset > int64(len(body)) || be.Line < 1 {

@@ -437,3 +437,10 @@ func fieldAt(b []byte, off int) string {
 		prefix = prefix[:j]
 	}
 }
+
+// CheckID applies the rules of an id field (event, reader, book) to s: non-empty, at most
+// MaxIDLen bytes, no control characters or '/'.
+func CheckID(field, s string) *FieldError {
+	_, ferr := requiredID(field, &s)
+	return ferr
+}

@@ -24,7 +24,7 @@ func FuzzIngestBody(f *testing.F) {
 	f.Cleanup(func() { log.Close() })
 	cfg := ingest.DefaultConfig()
 	cfg.MaxBodyBytes = 1 << 16
-	h := ingest.New(log, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h := ingest.New(log, ingest.NewGate(cfg), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
 	zw.Write([]byte(`{"id":"f1","type":"finish","reader":"r","book":"b","time":"2026-01-01T00:00:00Z"}`))

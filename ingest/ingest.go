@@ -28,16 +28,24 @@ import (
 type Config struct {
 	MaxBodyBytes int64 // compressed and decompressed body, each
 	MaxEvents    int   // events per request
-	MaxInFlight  int   // requests decoded or waiting for the log at once; more get 429
+	MaxInFlight  int   // requests decoded or waiting for the log at once, over every route; more get 429
+	// MaxInFlightBytes bounds the decompressed body bytes held by all requests at once; a request
+	// that would go over it gets 503 with Retry-After (0: no bound beyond MaxInFlight).
+	MaxInFlightBytes int64
+	// A body must arrive at MinBodyRate bytes per second or faster once BodyGrace has passed, and
+	// whole within MaxBodyTime; slower clients get 408 and their slot goes to others.
+	MinBodyRate            int64
+	BodyGrace, MaxBodyTime time.Duration
 	// Limit, when set, takes n events from the caller's rate limit (per write key); refused, the
 	// request gets 429 with Retry-After.
 	Limit func(ctx context.Context, n int) (ok bool, wait time.Duration, err error) `json:"-"`
 }
 
-// DefaultConfig: 16 MiB bodies, 100k events per request, 32 requests in flight, which bounds
-// ingest memory to roughly 32 × 16 MiB of bodies plus their parsed events.
+// DefaultConfig: 16 MiB bodies, 100k events per request, 32 requests in flight holding at most
+// 256 MiB of bodies, and bodies at 16 KiB/s or faster after 10 s (a 16 MiB body within 2 minutes).
 func DefaultConfig() Config {
-	return Config{MaxBodyBytes: 16 << 20, MaxEvents: 100_000, MaxInFlight: 32}
+	return Config{MaxBodyBytes: 16 << 20, MaxEvents: 100_000, MaxInFlight: 32, MaxInFlightBytes: 256 << 20,
+		MinBodyRate: 16 << 10, BodyGrace: 10 * time.Second, MaxBodyTime: 2 * time.Minute}
 }
 
 // Refusal says why one event of a request was not accepted.
@@ -59,127 +67,151 @@ type Response struct {
 
 var (
 	eventsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "dogear_ingest_events_total", Help: "Events accepted by ingest, by result: new or duplicate.",
-	}, []string{"result"})
+		Name: "dogear_ingest_events_total", Help: "Events accepted by ingest, by route and result: new or duplicate.",
+	}, []string{"route", "result"})
 	refusedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "dogear_ingest_refused_total", Help: "Events refused by ingest, by reason code.",
-	}, []string{"reason"})
+		Name: "dogear_ingest_refused_total", Help: "Events refused by ingest, by route and reason code.",
+	}, []string{"route", "reason"})
 	requestsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "dogear_ingest_requests_total", Help: "Ingest requests by HTTP status.",
-	}, []string{"status"})
-	requestSeconds = promauto.NewHistogram(prometheus.HistogramOpts{
-		Name: "dogear_ingest_request_seconds", Help: "Time from request start to durable acknowledgement.",
+		Name: "dogear_ingest_requests_total", Help: "Ingest requests by route and HTTP status.",
+	}, []string{"route", "status"})
+	requestSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "dogear_ingest_request_seconds", Help: "Time from request start to durable acknowledgement, by route.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
-	})
-	batchEvents = promauto.NewHistogram(prometheus.HistogramOpts{
-		Name: "dogear_ingest_batch_events", Help: "Events per ingest request.",
+	}, []string{"route"})
+	batchEvents = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "dogear_ingest_batch_events", Help: "Events per ingest request, by route.",
 		Buckets: prometheus.ExponentialBuckets(1, 4, 10),
-	})
+	}, []string{"route"})
 )
+
+// Routes, as the route label of the ingest metrics names them.
+const (
+	RouteEvents  = "events"
+	RouteSegment = "segment"
+	RouteKosync  = "kosync"
+)
+
+// ObserveRequest counts one finished ingest request of a route: its status, its duration when
+// it was acknowledged, and its events (n in the request, of which accepted were stored and dups
+// already there).
+func ObserveRequest(route string, status int, start time.Time, n, accepted, dups int) {
+	requestsTotal.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	if n > 0 {
+		batchEvents.WithLabelValues(route).Observe(float64(n))
+	}
+	if status == http.StatusOK {
+		requestSeconds.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	}
+	if accepted > 0 {
+		eventsTotal.WithLabelValues(route, "new").Add(float64(accepted - dups))
+		eventsTotal.WithLabelValues(route, "duplicate").Add(float64(dups))
+	}
+}
+
+// ObserveRefused counts one refused event of a route by its reason code.
+func ObserveRefused(route, code string) { refusedTotal.WithLabelValues(route, code).Inc() }
 
 // Handler serves POST /v1/events.
 type Handler struct {
 	log    eventlog.Log
-	cfg    Config
-	slots  chan struct{}
+	gate   *Gate
 	logger *slog.Logger
 	now    func() time.Time
 }
 
-// New returns an ingest handler appending to log.
-func New(log eventlog.Log, cfg Config, logger *slog.Logger) *Handler {
-	return &Handler{log: log, cfg: cfg, slots: make(chan struct{}, cfg.MaxInFlight), logger: logger, now: time.Now}
+// New returns an ingest handler appending to log, behind the gate every ingest route shares.
+func New(log eventlog.Log, gate *Gate, logger *slog.Logger) *Handler {
+	return &Handler{log: log, gate: gate, logger: logger, now: time.Now}
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	status := h.serve(w, r)
-	requestsTotal.WithLabelValues(strconv.Itoa(status)).Inc()
-	if status == http.StatusOK {
-		requestSeconds.Observe(time.Since(start).Seconds())
-	}
+	resp := Response{Refused: []Refusal{}}
+	status, n := h.serve(w, r, &resp)
+	ObserveRequest(RouteEvents, status, start, n, resp.Accepted, resp.Duplicates)
 }
 
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request) int {
-	select {
-	case h.slots <- struct{}{}:
-		defer func() { <-h.slots }()
-	default:
-		// Refusing at once keeps memory bounded; clients back off and retry the same batch,
-		// which dedup by event id makes safe.
-		w.Header().Set("Retry-After", "1")
-		return httpjson.Fail(w, http.StatusTooManyRequests, httpjson.Error{Error: "server busy: too many ingest requests in flight; retry after 1 second"})
+// serve answers the request and returns its status and how many events it held.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, resp *Response) (int, int) {
+	body, done, refused := h.gate.Enter(w, r, h.gate.cfg.MaxBodyBytes)
+	if refused != nil {
+		return refused.Write(w), 0
 	}
-	body, status, msg := ReadBody(w, r, h.cfg.MaxBodyBytes)
-	if status != 0 {
-		return httpjson.Fail(w, status, httpjson.Error{Error: msg})
+	defer done()
+	ctx := r.Context()
+	items, err := event.Split(ctx, body, h.gate.cfg.MaxEvents)
+	var be *event.BodyError
+	var tooMany *event.TooManyError
+	switch {
+	case errors.As(err, &be):
+		ObserveRefused(RouteEvents, event.CodeMalformed)
+		return httpjson.Fail(w, http.StatusBadRequest, httpjson.Error{Error: be.Error(), Line: be.Line, Offset: &be.Offset}), 0
+	case errors.As(err, &tooMany):
+		return httpjson.Fail(w, http.StatusRequestEntityTooLarge, httpjson.Error{Error: tooMany.Error(), Offset: &tooMany.Offset}), 0
+	case ctx.Err() != nil:
+		return 499, 0 // the client went away; nobody reads this answer
+	case err != nil:
+		return httpjson.Fail(w, http.StatusBadRequest, httpjson.Error{Error: err.Error()}), 0
+	case len(items) == 0:
+		return httpjson.Fail(w, http.StatusBadRequest, httpjson.Error{Error: "no events in the body: send a JSON array of events, or one event per line (NDJSON)"}), 0
 	}
-	items, err := event.Split(body)
-	if err != nil {
-		var be *event.BodyError
-		if errors.As(err, &be) {
-			refusedTotal.WithLabelValues(event.CodeMalformed).Inc()
-			return httpjson.Fail(w, http.StatusBadRequest, httpjson.Error{Error: be.Error(), Line: be.Line, Offset: &be.Offset})
-		}
-		return httpjson.Fail(w, http.StatusBadRequest, httpjson.Error{Error: err.Error()})
-	}
-	if len(items) == 0 {
-		return httpjson.Fail(w, http.StatusBadRequest, httpjson.Error{Error: "no events in the body: send a JSON array of events, or one event per line (NDJSON)"})
-	}
-	if len(items) > h.cfg.MaxEvents {
-		return httpjson.Fail(w, http.StatusRequestEntityTooLarge, httpjson.Error{
-			Error: fmt.Sprintf("%d events in one request; at most %d allowed: split the batch", len(items), h.cfg.MaxEvents)})
-	}
-	batchEvents.Observe(float64(len(items)))
 
-	resp := Response{Refused: []Refusal{}}
 	entries := make([]eventlog.Entry, 0, len(items))
 	now := h.now()
 	for i, it := range items {
+		if i%cancelCheckEvery == 0 && ctx.Err() != nil {
+			return 499, len(items)
+		}
 		e, ferr := event.Parse(it.Raw, now)
 		if ferr != nil {
-			refusedTotal.WithLabelValues(ferr.Code).Inc()
+			ObserveRefused(RouteEvents, ferr.Code)
 			resp.Refused = append(resp.Refused, Refusal{Index: i, Line: it.Line, ID: idOf(it.Raw), Field: ferr.Field, Code: ferr.Code, Reason: ferr.Reason})
 			continue
 		}
 		entries = append(entries, eventlog.Entry{ID: e.ID, Key: e.Reader, Value: e.Marshal()})
 	}
-	if h.cfg.Limit != nil && len(entries) > 0 {
-		ok, wait, err := h.cfg.Limit(r.Context(), len(entries))
-		if err != nil {
-			return httpjson.Fail(w, http.StatusRequestEntityTooLarge, httpjson.Error{Error: err.Error()})
-		}
-		if !ok {
-			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(wait.Seconds()+0.999))))
-			return httpjson.Fail(w, http.StatusTooManyRequests, httpjson.Error{
-				Error: fmt.Sprintf("rate limit of this write key reached: retry after %v; nothing from this request was stored", wait.Round(time.Millisecond))})
-		}
+	if refused := h.gate.Admit(ctx, len(entries)); refused != nil {
+		return refused.Write(w), len(items)
 	}
 	if len(entries) > 0 {
-		dup, err := h.log.Append(r.Context(), entries)
+		dup, err := h.log.Append(ctx, entries)
 		if err != nil {
-			return AppendFailed(w, r.Context(), err, h.logger)
+			return AppendFailed(w, ctx, err, h.logger), len(items)
 		}
-		resp.Accepted = len(entries)
-		for _, d := range dup {
-			if d {
-				resp.Duplicates++
-			}
-		}
-		eventsTotal.WithLabelValues("new").Add(float64(resp.Accepted - resp.Duplicates))
-		eventsTotal.WithLabelValues("duplicate").Add(float64(resp.Duplicates))
+		resp.Accepted, resp.Duplicates = len(entries), countTrue(dup)
 	}
-	status = http.StatusOK
+	status := http.StatusOK
 	if resp.Accepted == 0 {
 		status = http.StatusBadRequest // every event was refused
 	}
 	httpjson.Write(w, status, resp)
-	return status
+	return status, len(items)
 }
 
-// ReadBody reads and decompresses (gzip, zstd) a request body within limit bytes, compressed
-// and decompressed. A non-zero status refuses the request with msg.
-func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, int, string) {
+// cancelCheckEvery is how many events are parsed between looks at the request's context.
+const cancelCheckEvery = 1024
+
+func countTrue(bs []bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
+}
+
+// Append stores entries in the log and says how many the log already had.
+func Append(ctx context.Context, log eventlog.Log, entries []eventlog.Entry) (dups int, err error) {
+	dup, err := log.Append(ctx, entries)
+	return countTrue(dup), err
+}
+
+// readBody reads and decompresses (gzip, zstd) a request body within limit bytes, compressed
+// and decompressed; take is told of every decompressed chunk and may refuse it. A non-zero
+// status refuses the request with msg.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, take func(int) error) ([]byte, int, string) {
 	if r.ContentLength > limit {
 		return nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is %d bytes; at most %d allowed", r.ContentLength, limit)
 	}
@@ -204,11 +236,17 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, int,
 	default:
 		return nil, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Encoding %q is not supported; use gzip, zstd or none", enc)
 	}
-	body, err := io.ReadAll(io.LimitReader(src, limit+1))
+	body, err := io.ReadAll(&taking{Reader: io.LimitReader(src, limit+1), take: take})
+	if errors.Is(err, errBudget) {
+		return nil, http.StatusServiceUnavailable, "server busy: ingest bodies in flight have reached their memory budget; retry after 1 second"
+	}
 	if err != nil {
 		what := "reading the body"
 		if enc != "" && enc != "identity" {
 			what = "decompressing the " + enc + " body (truncated or corrupt?)"
+		}
+		if isTimeout(err) {
+			what = "reading the body too slowly (below the minimum transfer rate)"
 		}
 		return nil, readStatus(err), fmt.Sprintf("%s failed after %d bytes: %v", what, len(body), err)
 	}
@@ -216,6 +254,22 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, int,
 		return nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("decompressed body exceeds %d bytes", limit)
 	}
 	return body, 0, ""
+}
+
+// taking reports every chunk read to take, which may stop the read.
+type taking struct {
+	io.Reader
+	take func(int) error
+}
+
+func (t *taking) Read(b []byte) (int, error) {
+	n, err := t.Reader.Read(b)
+	if n > 0 {
+		if terr := t.take(n); terr != nil {
+			return n, terr
+		}
+	}
+	return n, err
 }
 
 func readStatus(err error) int {

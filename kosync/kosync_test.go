@@ -171,7 +171,7 @@ func TestKosyncProtocol(t *testing.T) {
 }
 
 func TestKosyncRegistrationDisabledAndRootPaths(t *testing.T) {
-	_, url := servertest.Start(t, func(c *server.Config) { c.Kosync.AllowRegistration = false; c.KosyncAtRoot = true })
+	_, url := servertest.Start(t, func(c *server.Config) { c.KosyncRegistration = "closed"; c.KosyncAtRoot = true })
 	c := &client{t: t, base: url}
 	if s := c.do("POST", "/users/create", map[string]string{"username": "ann", "password": "k"}); s != 402 {
 		t.Fatalf("registration disabled: %d", s)

@@ -3,6 +3,7 @@
 package segment
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -44,23 +45,23 @@ var EventTypes = map[string]event.Type{
 	"sample downloaded":     event.Sample,
 }
 
-// KeyCheck decides whether a write key may send events. The default accepts any non-empty key.
-type KeyCheck func(writeKey string) bool
+// KeyCheck decides whether a write key found in the body may send events, and returns the
+// request's context carrying the key (for its rate limit). A request already authenticated from
+// its headers passes whatever the body says.
+type KeyCheck func(ctx context.Context, writeKey string) (context.Context, bool)
 
 // Handler serves the Segment-compatible endpoints.
 type Handler struct {
 	log    eventlog.Log
+	gate   *ingest.Gate
 	keyOK  KeyCheck
 	logger *slog.Logger
 	now    func() time.Time
 }
 
-// New returns the handler; keyOK nil accepts any non-empty write key.
-func New(log eventlog.Log, keyOK KeyCheck, logger *slog.Logger) *Handler {
-	if keyOK == nil {
-		keyOK = func(k string) bool { return k != "" }
-	}
-	return &Handler{log: log, keyOK: keyOK, logger: logger, now: time.Now}
+// New returns the handler, behind the gate every ingest route shares.
+func New(log eventlog.Log, gate *ingest.Gate, keyOK KeyCheck, logger *slog.Logger) *Handler {
+	return &Handler{log: log, gate: gate, keyOK: keyOK, logger: logger, now: time.Now}
 }
 
 // Register adds the routes to mux.
@@ -76,6 +77,7 @@ type Refusal struct {
 	Index     int    `json:"index"`
 	MessageID string `json:"messageId,omitempty"`
 	Field     string `json:"field,omitempty"`
+	Code      string `json:"code"` // the same codes as POST /v1/events refusals
 	Reason    string `json:"reason"`
 }
 
@@ -89,40 +91,53 @@ type Response struct {
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, call string) {
+	start := time.Now()
+	resp := Response{Success: true, Refused: []Refusal{}}
+	status, n := h.answer(w, r, call, &resp)
+	ingest.ObserveRequest(ingest.RouteSegment, status, start, n, resp.Accepted, resp.Duplicates)
+}
+
+// answer serves one request and returns its status and how many calls it held.
+func (h *Handler) answer(w http.ResponseWriter, r *http.Request, call string, resp *Response) (int, int) {
 	limit := int64(MaxBatchBytes)
 	if call != "" {
 		limit = MaxMessageBytes
 	}
-	body, status, msg := ingest.ReadBody(w, r, limit)
-	if status != 0 {
-		httpjson.Fail(w, status, httpjson.Error{Error: msg})
-		return
+	body, done, refused := h.gate.Enter(w, r, limit)
+	if refused != nil {
+		return refused.Write(w), 0
 	}
-	var envelope struct {
-		WriteKey string            `json:"writeKey"`
-		Batch    []json.RawMessage `json:"batch"`
-		Context  json.RawMessage   `json:"context"`
-	}
-	if err := json.Unmarshal(body, &envelope); err != nil {
-		httpjson.Fail(w, http.StatusBadRequest, httpjson.Error{Error: "body is not a JSON object: " + err.Error()})
-		return
-	}
+	defer done()
+	ctx := r.Context()
 	key, _, _ := r.BasicAuth()
 	if key == "" {
-		key = envelope.WriteKey
+		var k struct {
+			WriteKey string `json:"writeKey"`
+		}
+		json.Unmarshal(body, &k) // a body that is no JSON object is refused below, once the key is known
+		key = k.WriteKey
 	}
-	if !h.keyOK(key) {
-		httpjson.Fail(w, http.StatusUnauthorized, httpjson.Error{Error: "missing or unknown write key: send it as the HTTP basic-auth user, or as writeKey in the body"})
-		return
+	ctx, ok := h.keyOK(ctx, key)
+	if !ok {
+		return httpjson.Fail(w, http.StatusUnauthorized, httpjson.Error{Error: "missing or unknown write key: send it as the HTTP basic-auth user, or as writeKey in the body"}), 0
+	}
+	var envelope struct {
+		Batch   []json.RawMessage `json:"batch"`
+		Context json.RawMessage   `json:"context"`
+	}
+	if err := json.Unmarshal(body, &envelope); err != nil {
+		return httpjson.Fail(w, http.StatusBadRequest, httpjson.Error{Error: "body is not a JSON object: " + err.Error()}), 0
 	}
 	messages := envelope.Batch
 	if call != "" {
 		messages = []json.RawMessage{body}
 	} else if envelope.Batch == nil {
-		httpjson.Fail(w, http.StatusBadRequest, httpjson.Error{Error: `a batch needs a "batch" array of calls`, Field: "batch"})
-		return
+		return httpjson.Fail(w, http.StatusBadRequest, httpjson.Error{Error: `a batch needs a "batch" array of calls`, Field: "batch"}), 0
 	}
-	resp := Response{Success: true, Refused: []Refusal{}}
+	if max := h.gate.Config().MaxEvents; len(messages) > max {
+		return httpjson.Fail(w, http.StatusRequestEntityTooLarge, httpjson.Error{
+			Error: fmt.Sprintf("%d calls in one batch; at most %d allowed: split the batch", len(messages), max), Field: "batch"}), len(messages)
+	}
 	var entries []eventlog.Entry
 	now := h.now()
 	for i, raw := range messages {
@@ -130,6 +145,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, call string) {
 		if ref != nil {
 			ref.Index = i
 			resp.Refused = append(resp.Refused, *ref)
+			ingest.ObserveRefused(ingest.RouteSegment, ref.Code)
 			continue
 		}
 		if generic {
@@ -137,24 +153,22 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, call string) {
 		}
 		entries = append(entries, eventlog.Entry{ID: e.ID, Key: e.Reader, Value: e.Marshal()})
 	}
-	if len(entries) > 0 {
-		dup, err := h.log.Append(r.Context(), entries)
-		if err != nil {
-			ingest.AppendFailed(w, r.Context(), err, h.logger)
-			return
-		}
-		resp.Accepted = len(entries)
-		for _, d := range dup {
-			if d {
-				resp.Duplicates++
-			}
-		}
+	if refused := h.gate.Admit(ctx, len(entries)); refused != nil {
+		return refused.Write(w), len(messages)
 	}
-	status = http.StatusOK
+	if len(entries) > 0 {
+		dups, err := ingest.Append(ctx, h.log, entries)
+		if err != nil {
+			return ingest.AppendFailed(w, ctx, err, h.logger), len(messages)
+		}
+		resp.Accepted, resp.Duplicates = len(entries), dups
+	}
+	status := http.StatusOK
 	if resp.Accepted == 0 && len(resp.Refused) > 0 {
 		status, resp.Success = http.StatusBadRequest, false
 	}
 	httpjson.Write(w, status, resp)
+	return status, len(messages)
 }
 
 // message is the part of a Segment call dogear reads.
@@ -185,11 +199,11 @@ var segmentField = map[string]string{
 // convert maps one call to a dogear event, validated by the same rules as POST /v1/events.
 func (h *Handler) convert(raw json.RawMessage, call string, batchContext json.RawMessage, now time.Time) (event.Event, bool, *Refusal) {
 	if len(raw) > MaxMessageBytes {
-		return event.Event{}, false, &Refusal{Reason: fmt.Sprintf("call is %d bytes; Segment allows at most %d", len(raw), MaxMessageBytes)}
+		return event.Event{}, false, &Refusal{Code: event.CodeTooLarge, Reason: fmt.Sprintf("call is %d bytes; Segment allows at most %d", len(raw), MaxMessageBytes)}
 	}
 	var m message
 	if err := json.Unmarshal(raw, &m); err != nil {
-		return event.Event{}, false, &Refusal{Reason: "call is not a valid JSON object: " + err.Error()}
+		return event.Event{}, false, &Refusal{Code: event.CodeMalformed, Reason: "call is not a valid JSON object: " + err.Error()}
 	}
 	if m.Context.Timezone == "" && len(batchContext) > 0 {
 		var c struct {
@@ -241,14 +255,14 @@ func (h *Handler) convert(raw json.RawMessage, call string, batchContext json.Ra
 	case "page", "screen":
 		extra["segment_name"] = mustJSON(m.Name)
 	default:
-		return event.Event{}, false, &Refusal{MessageID: m.MessageID, Field: "type", Reason: fmt.Sprintf("call type %q is not supported (track, identify, page)", call)}
+		return event.Event{}, false, &Refusal{MessageID: m.MessageID, Field: "type", Code: event.CodeUnknownType, Reason: fmt.Sprintf("call type %q is not supported (track, identify, page)", call)}
 	}
 	used := readProperties(props, out)
 	if typ == event.Progress && out["position"] == nil {
 		typ = event.Track // "Book Opened" without a position says nothing about progress
 	}
 	if typ != event.Track && out["book"] == nil {
-		return event.Event{}, false, &Refusal{MessageID: m.MessageID, Field: "properties.book_id",
+		return event.Event{}, false, &Refusal{MessageID: m.MessageID, Field: "properties.book_id", Code: event.CodeMissing,
 			Reason: fmt.Sprintf("%q maps to a %s event, which needs the book: properties.book_id (or asin, isbn)", m.Event, typ)}
 	}
 	out["type"] = string(typ)
@@ -281,7 +295,7 @@ func (h *Handler) convert(raw json.RawMessage, call string, batchContext json.Ra
 		if field == "" {
 			field = ferr.Field
 		}
-		return event.Event{}, false, &Refusal{MessageID: m.MessageID, Field: field, Reason: ferr.Reason}
+		return event.Event{}, false, &Refusal{MessageID: m.MessageID, Field: field, Code: ferr.Code, Reason: ferr.Reason}
 	}
 	return e, typ == event.Track, nil
 }

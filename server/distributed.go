@@ -96,10 +96,9 @@ func StartDistributed(cfg Config) (*Server, error) {
 			return nil, err
 		}
 		s.guard = guard
-		icfg := cfg.Ingest
-		icfg.Limit = guard.AllowEvents
-		mux.Handle("POST /v1/events", ingest.New(log, icfg, cfg.Logger))
-		segment.New(log, guard.CheckWriteKey, cfg.Logger).Register(mux)
+		gate := newGate(cfg, guard)
+		mux.Handle("POST /v1/events", ingest.New(log, gate, cfg.Logger))
+		segment.New(log, gate, guard.CheckWriteKey, cfg.Logger).Register(mux)
 	}
 	if slices.Contains(d.Roles, "process") || slices.Contains(d.Roles, "api") || slices.Contains(d.Roles, "train") {
 		if d.State == "" {

@@ -53,12 +53,12 @@ func (s *Server) Export(ctx context.Context, reader string, w io.Writer) error {
 	if recs, err := s.api.Recommend(s.recommender(), reader, 20); err == nil {
 		enc.Encode(map[string]any{"kind": "recommendations", "recommendations": recs})
 	}
-	exists, progress, err := s.kosync.ExportUser(reader)
+	accounts, err := s.kosync.ExportReader(reader)
 	if err != nil {
 		return err
 	}
-	if exists || len(progress) > 0 {
-		enc.Encode(map[string]any{"kind": "kosync", "account": exists, "progress": progress})
+	for _, a := range accounts {
+		enc.Encode(map[string]any{"kind": "kosync", "account": a.Username, "progress": a.Progress})
 	}
 	return bw.Flush()
 }
@@ -74,7 +74,7 @@ func (s *Server) Erase(ctx context.Context, reader string) error {
 	if err := s.archiver.EraseReader(ctx, reader); err != nil {
 		return fmt.Errorf("erasing from the archive: %w", err)
 	}
-	if err := s.kosync.EraseUser(reader); err != nil {
+	if err := s.kosync.EraseReader(reader); err != nil {
 		return fmt.Errorf("erasing from kosync: %w", err)
 	}
 	if err := s.stores.Log.Scrub(); err != nil {

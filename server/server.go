@@ -52,9 +52,13 @@ type Config struct {
 	TrainInterval time.Duration
 	Recommender   recommend.NeighborParams
 	// Kosync configures the KOReader sync server under /kosync; KosyncAtRoot also serves it at
-	// the root paths, for devices pointed at the bare host.
-	Kosync       kosync.Config
-	KosyncAtRoot bool
+	// the root paths, for devices pointed at the bare host. KosyncRegistration is "auto" (open
+	// registration in local-only mode, closed when auth is on), "open" or "closed"; with auth
+	// on, openly registered accounts write to readers named kosync:USERNAME, never to an
+	// existing reader (docs/security.md).
+	Kosync             kosync.Config
+	KosyncAtRoot       bool
+	KosyncRegistration string
 	// RequireAuth turns on keys and tokens even on loopback. Off loopback they are always on.
 	RequireAuth bool
 	// KeyRate limits each write key to this many events per second (0: no limit).
@@ -82,7 +86,7 @@ func DefaultConfig() Config {
 		DataDir: "dogear-data", Addr: "127.0.0.1:8080", CacheBytes: 256 << 20,
 		Ingest: ingest.DefaultConfig(), Logger: slog.Default(),
 		TrainInterval: 10 * time.Minute, Recommender: trainer.DefaultParams,
-		Kosync: kosync.Config{AllowRegistration: true}, KeyRate: 100_000, MinFreeBytes: 128 << 20,
+		KosyncRegistration: "auto", KeyRate: 100_000, MinFreeBytes: 128 << 20,
 		ArchiveInterval: time.Minute,
 		Distributed:     Distributed{Roles: Roles, Group: "dogear-processors", SessionTimeout: 10 * time.Second},
 	}
@@ -131,6 +135,7 @@ type Server struct {
 	kosync   *kosync.Server
 	api      *api.API
 	guard    *auth.Guard
+	gate     *ingest.Gate
 	archiver *archive.Archiver
 
 	distLog   *eventlog.Kafka
@@ -175,14 +180,19 @@ func Start(cfg Config) (*Server, error) {
 		stores.Close()
 		return nil, err
 	}
-	ks, err := kosync.Open(filepath.Join(cfg.DataDir, "kosync"), stores.Log, cat, cfg.Kosync, cfg.Logger)
+	guard, err := newGuard(cfg)
 	if err != nil {
 		stores.Close()
 		return nil, err
 	}
-	guard, err := newGuard(cfg)
+	gate := newGate(cfg, guard)
+	kcfg, err := kosyncConfig(cfg, guard)
 	if err != nil {
-		ks.Close()
+		stores.Close()
+		return nil, err
+	}
+	ks, err := kosync.Open(filepath.Join(cfg.DataDir, "kosync"), stores.Log, gate, cat, kcfg, cfg.Logger)
+	if err != nil {
 		stores.Close()
 		return nil, err
 	}
@@ -202,7 +212,7 @@ func Start(cfg Config) (*Server, error) {
 		stores.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, stores: stores, proc: proc, ln: ln, procDone: make(chan error, 1), kosync: ks, guard: guard,
+	s := &Server{cfg: cfg, stores: stores, proc: proc, ln: ln, procDone: make(chan error, 1), kosync: ks, guard: guard, gate: gate,
 		archiver: &archive.Archiver{Log: stores.Log, Store: archiveStore, ChunkSize: 100_000, Logger: cfg.Logger},
 		registry: reg, catalog: cat, trainer: trainer.New(stores.State, reg, cfg.Recommender, cfg.Logger)}
 	s.http = &http.Server{
@@ -234,11 +244,10 @@ func Start(cfg Config) (*Server, error) {
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	icfg := s.cfg.Ingest
-	icfg.Limit = s.guard.AllowEvents
-	mux.Handle("POST /v1/events", ingest.New(s.stores.Log, icfg, s.cfg.Logger))
-	segment.New(s.stores.Log, s.guard.CheckWriteKey, s.cfg.Logger).Register(mux)
+	mux.Handle("POST /v1/events", ingest.New(s.stores.Log, s.gate, s.cfg.Logger))
+	segment.New(s.stores.Log, s.gate, s.guard.CheckWriteKey, s.cfg.Logger).Register(mux)
 	s.kosync.Register(mux, "/kosync")
+	s.kosync.RegisterLinks(mux)
 	if s.cfg.KosyncAtRoot {
 		s.kosync.Register(mux, "")
 	}
@@ -284,6 +293,34 @@ func newGuard(cfg Config) (*auth.Guard, error) {
 		cfg.Logger.Warn("auth: LOCAL-ONLY MODE on loopback: no write keys or tokens are checked; listening beyond loopback (or --require-auth) turns them on")
 	}
 	return g, nil
+}
+
+// newGate is the gate every ingest route of the process shares, with the guard's per-caller
+// rate limit.
+func newGate(cfg Config, guard *auth.Guard) *ingest.Gate {
+	icfg := cfg.Ingest
+	icfg.Limit = guard.AllowEvents
+	return ingest.NewGate(icfg)
+}
+
+// kosyncConfig decides kosync's registration from --kosync-registration and the guard: with auth
+// on, open registration is off unless asked for, and then writes to readers named kosync:USER.
+func kosyncConfig(cfg Config, guard *auth.Guard) (kosync.Config, error) {
+	kcfg := cfg.Kosync
+	switch cfg.KosyncRegistration {
+	case "", "auto":
+		kcfg.AllowRegistration = !guard.On
+	case "open":
+		kcfg.AllowRegistration = true
+	case "closed":
+		kcfg.AllowRegistration = false
+	default:
+		return kcfg, fmt.Errorf("--kosync-registration: %q is not auto, open or closed", cfg.KosyncRegistration)
+	}
+	if guard.On {
+		kcfg.ReaderPrefix = "kosync:"
+	}
+	return kcfg, nil
 }
 
 func loopback(addr string) bool {

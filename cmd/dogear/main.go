@@ -133,7 +133,7 @@ func serve(args []string) error {
 	fs.IntVar(&cfg.Ingest.MaxEvents, "max-events", cfg.Ingest.MaxEvents, "most events in one ingest request")
 	fs.IntVar(&cfg.Ingest.MaxInFlight, "max-inflight", cfg.Ingest.MaxInFlight, "ingest requests processed at once; more get 429 with Retry-After")
 	fs.DurationVar(&cfg.TrainInterval, "train-interval", cfg.TrainInterval, "retrain the recommender this often (0: only on POST /v1/models/train)")
-	fs.BoolVar(&cfg.Kosync.AllowRegistration, "kosync-registration", cfg.Kosync.AllowRegistration, "let KOReader devices register new kosync users")
+	fs.StringVar(&cfg.KosyncRegistration, "kosync-registration", cfg.KosyncRegistration, "who may create kosync accounts from a device: auto (anyone in local-only mode, nobody when auth is on), open (anyone; with auth on they write to readers named kosync:USER) or closed; readers link accounts with POST /v1/readers/{id}/kosync")
 	roles := fs.String("roles", strings.Join(server.Roles, ","), "roles of this process: ingest, process, api (all: one embedded process); roles apart need --log and --state")
 	fs.StringVar(&cfg.Distributed.Log, "log", "", "event log: empty for the embedded one, or kafka://broker1,broker2/topic")
 	mirrors := fs.String("mirror", "", "comma-separated topics holding mirrored copies of the log (MirrorMaker 2) that processors also consume")
