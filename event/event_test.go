@@ -3,6 +3,7 @@ package event
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -204,5 +205,75 @@ func BenchmarkParse(b *testing.B) {
 		if _, err := Parse(raw, now); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Decoders resolve duplicate keys, case variants and lone surrogates silently (the last key wins,
+// "Reader" overrides "reader", \ud800 becomes U+FFFD); each must be refused, naming the field.
+func TestAmbiguousJSONRefused(t *testing.T) {
+	base := `"id":"e1","type":"finish","book":"b1","time":"2026-11-20T08:00:00Z"`
+	for name, c := range map[string]struct{ raw, field string }{
+		"duplicate key":      {`{` + base + `,"reader":"alice","reader":"mallory"}`, "reader"},
+		"case variant":       {`{` + base + `,"reader":"alice","Reader":"mallory"}`, "Reader"},
+		"upper case variant": {`{` + base + `,"READER":"mallory"}`, "READER"},
+		"escaped duplicate":  {`{` + base + `,"reader":"alice","re\u0061der":"mallory"}`, "reader"},
+		"duplicate in props": {`{` + base + `,"reader":"a","props":{"x":1,"x":2}}`, "x"},
+		"lone high half":     {`{` + base + `,"reader":"a\ud800"}`, "reader"},
+		"lone low half":      {`{` + base + `,"reader":"a\udc00b"}`, "reader"},
+		"high then no low":   {`{` + base + `,"reader":"\ud800\u0041"}`, "reader"},
+	} {
+		_, ferr := Parse([]byte(c.raw), now)
+		if ferr == nil || ferr.Field != c.field || ferr.Code != CodeInvalid {
+			t.Errorf("%s: got %+v, want a refusal of field %q", name, ferr, c.field)
+		}
+	}
+	for name, raw := range map[string]string{
+		"surrogate pair":          `{` + base + `,"reader":"\ud83d\udcd6"}`,
+		"escaped backslash and u": `{` + base + `,"reader":"a\\ud800"}`,
+		"same key, other objects": `{` + base + `,"reader":"a","props":{"reader":1}}`,
+	} {
+		if _, ferr := Parse([]byte(raw), now); ferr != nil {
+			t.Errorf("%s: refused: %+v", name, ferr)
+		}
+	}
+}
+
+// The split is linear: a maximal array of events takes about as long as the same events as
+// NDJSON (it took 100× longer when every element counted the lines before it), and a body with
+// more events than allowed stops at the first one past the limit.
+func TestSplitArrayLinearAndBounded(t *testing.T) {
+	ev := `{"id":"e","type":"finish","reader":"r","book":"b","time":"2026-11-20T08:00:00Z"}`
+	const n = 100_000
+	array := []byte("[" + strings.Repeat(ev+",\n", n-1) + ev + "]")
+	start := time.Now()
+	items, err := Split(context.Background(), array, n)
+	took := time.Since(start)
+	if err != nil || len(items) != n || items[n-1].Line != n {
+		t.Fatalf("array of %d: %d items, last %+v, %v", n, len(items), items[len(items)-1].Line, err)
+	}
+	if took > 5*time.Second {
+		t.Fatalf("splitting %d array elements took %v", n, took)
+	}
+	_, err = Split(context.Background(), []byte("["+strings.Repeat("{},", 1_000_000)+"{}]"), n)
+	var tooMany *TooManyError
+	if !errors.As(err, &tooMany) || tooMany.Max != n || tooMany.Offset != 1+3*n {
+		t.Fatalf("a million {}: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Split(ctx, array, 0); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled split: %v", err)
+	}
+}
+
+func TestBOMBeforeArray(t *testing.T) {
+	items, err := Split(context.Background(), []byte("\ufeff[{\"a\":1},\n{\"b\":2}]"), 0)
+	if err != nil || len(items) != 2 || items[1].Line != 2 {
+		t.Fatalf("BOM before an array: %+v %v", items, err)
+	}
+	_, plain := Split(context.Background(), []byte("[{\"a\":1},\n{\"b\":]"), 0)
+	_, err = Split(context.Background(), []byte("\ufeff[{\"a\":1},\n{\"b\":]"), 0)
+	if be, ok := err.(*BodyError); !ok || be.Line != 2 || be.Offset != plain.(*BodyError).Offset+3 {
+		t.Fatalf("offsets after a BOM count from the body's start: %#v", err)
 	}
 }

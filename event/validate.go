@@ -91,6 +91,9 @@ func Parse(raw []byte, now time.Time) (Event, *FieldError) {
 			return Event{}, ferr
 		}
 	}
+	if ferr := checkShape(raw); ferr != nil {
+		return Event{}, ferr
+	}
 	return w.validate(now)
 }
 

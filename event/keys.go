@@ -1,0 +1,142 @@
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"unicode/utf16"
+)
+
+// checkShape refuses what JSON decoders silently resolve one way or another, so that what a
+// client meant is never guessed: a key given twice in one object (decoders keep the last), a key
+// that differs from a field of the model only in case ("Reader" would override "reader"), and a
+// \u escape of half a surrogate pair (decoders turn it into U+FFFD, so two different ids would
+// become one). raw is valid JSON; the walk is one linear pass.
+func checkShape(raw []byte) *FieldError {
+	// The keys of the open objects, innermost last, and where each open container's keys start
+	// (-1 for an array): small arrays on the stack, as an event has a few dozen keys at most.
+	var keyBuf [48][]byte
+	var startBuf [8]int
+	keys, starts := keyBuf[:0], startBuf[:0]
+	for i := 0; i < len(raw); i++ {
+		switch raw[i] {
+		case '{':
+			starts = append(starts, len(keys))
+		case '[':
+			starts = append(starts, -1)
+		case '}', ']':
+			if from := starts[len(starts)-1]; from >= 0 {
+				keys = keys[:from]
+			}
+			starts = starts[:len(starts)-1]
+		case '"':
+			end, hasEscape := stringEnd(raw, i)
+			if hasEscape {
+				if off := loneSurrogate(raw[i:end]); off >= 0 {
+					return fieldErr(fieldAt(raw, i+off), CodeInvalid, "half a UTF-16 surrogate pair (\\u escape) at byte %d: it cannot stand for a character", i+off)
+				}
+			}
+			if from := starts[len(starts)-1]; from >= 0 && isKey(raw, end) {
+				key := raw[i+1 : end-1]
+				if hasEscape {
+					var s string
+					json.Unmarshal(raw[i:end], &s)
+					key = []byte(s)
+				}
+				for _, k := range keys[from:] {
+					if bytes.Equal(k, key) {
+						return fieldErr(string(key), CodeInvalid, "given twice in one object")
+					}
+				}
+				if len(starts) == 1 {
+					if name := caseVariant(key); name != "" {
+						return fieldErr(string(key), CodeInvalid, "field names are lower case: did you mean %q?", name)
+					}
+				}
+				keys = append(keys, key)
+			}
+			i = end - 1
+		}
+	}
+	return nil
+}
+
+// caseVariant returns the field of the model that key differs from only in case, or "".
+func caseVariant(key []byte) string {
+	folds := false // every field name is lower-case ASCII: only upper case or non-ASCII can fold to one
+	for _, c := range key {
+		folds = folds || c >= 0x80 || (c >= 'A' && c <= 'Z')
+	}
+	if !folds {
+		return ""
+	}
+	for name := range knownFields {
+		if strings.EqualFold(name, string(key)) {
+			return name
+		}
+	}
+	return ""
+}
+
+// stringEnd returns the offset just past the string that starts at raw[start] (a '"'), and
+// whether it holds an escape.
+func stringEnd(raw []byte, start int) (int, bool) {
+	for j := start + 1; ; {
+		k := bytes.IndexByte(raw[j:], '"')
+		if k < 0 {
+			return len(raw), true
+		}
+		q := j + k
+		backslashes := 0
+		for p := q - 1; p > start && raw[p] == '\\'; p-- {
+			backslashes++
+		}
+		if backslashes%2 == 0 { // not itself escaped: the closing quote
+			return q + 1, bytes.IndexByte(raw[start+1:q], '\\') >= 0
+		}
+		j = q + 1
+	}
+}
+
+// isKey reports whether the string ending before raw[end] is an object key: a ':' follows it.
+func isKey(raw []byte, end int) bool {
+	for ; end < len(raw); end++ {
+		switch raw[end] {
+		case ' ', '\t', '\r', '\n':
+			continue
+		case ':':
+			return true
+		}
+		return false
+	}
+	return false
+}
+
+// loneSurrogate returns the offset in s (a quoted JSON string) of a \u escape that is half a
+// surrogate pair, or -1.
+func loneSurrogate(s []byte) int {
+	for j := 1; j < len(s)-1; j++ {
+		if s[j] != '\\' {
+			continue
+		}
+		if s[j+1] != 'u' || j+6 > len(s) {
+			j++ // an escaped character, skipped whole so `\\u` is not read as an escape
+			continue
+		}
+		r, err := strconv.ParseUint(string(s[j+2:j+6]), 16, 16)
+		if err != nil || !utf16.IsSurrogate(rune(r)) {
+			j += 5
+			continue
+		}
+		if r >= 0xdc00 || j+12 > len(s) || s[j+6] != '\\' || s[j+7] != 'u' {
+			return j
+		}
+		lo, err := strconv.ParseUint(string(s[j+8:j+12]), 16, 16)
+		if err != nil || lo < 0xdc00 || lo > 0xdfff {
+			return j
+		}
+		j += 11
+	}
+	return -1
+}
