@@ -144,7 +144,7 @@ func TestArchiveExactlyOnceAcrossCrash(t *testing.T) {
 
 			// Erasure rewrites the reader's files without them.
 			reader := events[0].Reader
-			if err := a.EraseReader(ctx, reader); err != nil {
+			if _, err := a.EraseReader(ctx, reader); err != nil {
 				t.Fatal(err)
 			}
 			files, _ = store.List(ctx, "dt=")

@@ -210,23 +210,24 @@ func (a *Archiver) Run(ctx context.Context, interval time.Duration) {
 
 // EraseReader rewrites every archive file of the reader's partition without their rows (a file
 // left empty is deleted). Cursors are untouched: archived offsets stay archived.
-func (a *Archiver) EraseReader(ctx context.Context, reader string) error {
+func (a *Archiver) EraseReader(ctx context.Context, reader string) (int, error) {
 	suffix := fmt.Sprintf("/p%05d-", eventlog.PartitionFor(reader, a.Log.Partitions()))
 	keys, err := a.Store.List(ctx, "dt=")
 	if err != nil {
-		return err
+		return 0, err
 	}
+	changed := 0
 	for _, k := range keys {
 		if !strings.Contains(k, suffix) {
 			continue
 		}
 		data, err := a.Store.Get(ctx, k)
 		if err != nil {
-			return err
+			return changed, err
 		}
 		rows, err := Decode(data)
 		if err != nil {
-			return fmt.Errorf("%s: %w", k, err)
+			return changed, fmt.Errorf("%s: %w", k, err)
 		}
 		kept := rows[:0]
 		for _, r := range rows {
@@ -246,8 +247,9 @@ func (a *Archiver) EraseReader(ctx context.Context, reader string) error {
 			}
 		}
 		if err != nil {
-			return err
+			return changed, err
 		}
+		changed++
 	}
-	return nil
+	return changed, nil
 }

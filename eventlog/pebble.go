@@ -446,21 +446,14 @@ func (l *Pebble) EraseReader(ctx context.Context, reader string) (int, error) {
 	return n, nil
 }
 
-// Scrub makes erased records physically gone from the store's files (pebbledb.Scrub), closing
-// and reopening the store while appends and reads wait.
+// Scrub makes erased records physically gone from the store's files (pebbledb.Rewrite) while
+// appends and reads wait.
 func (l *Pebble) Scrub() error {
 	l.dbMu.Lock()
 	defer l.dbMu.Unlock()
-	if err := pebbledb.Scrub(l.db, []byte("m/scrub")); err != nil {
-		return err
+	db, err := pebbledb.Rewrite(l.db, l.dir, l.cache)
+	if db != nil {
+		l.db = db
 	}
-	if err := l.db.Close(); err != nil {
-		return err
-	}
-	db, err := pebbledb.Open(l.dir, l.cache)
-	if err != nil {
-		return err
-	}
-	l.db = db
-	return nil
+	return err
 }

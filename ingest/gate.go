@@ -72,26 +72,28 @@ func (g *Gate) Enter(w http.ResponseWriter, r *http.Request, limit int64) (body 
 	}
 	pb := &paced{ReadCloser: r.Body, rc: http.NewResponseController(w), start: time.Now(),
 		grace: g.cfg.BodyGrace, rate: g.cfg.MinBodyRate, limit: g.cfg.MaxBodyTime}
-	r.Body = pb
-	body, status, msg := readBody(w, r, limit, func(n int) error {
+	body, status, msg := readBody(w, r, pb, limit, func(n int) error {
 		held += int64(n)
 		if g.held.Add(int64(n)) > g.cfg.MaxInFlightBytes && g.cfg.MaxInFlightBytes > 0 {
 			return errBudget
 		}
 		return nil
 	})
-	if pb.rate > 0 && !pb.deadlineUnsettable {
-		// The body is in: lift the pace deadline, or net/http's background read of the idle
-		// connection would time out and cancel the request while its events are appended.
-		pb.rc.SetReadDeadline(time.Time{})
-	}
 	if status != 0 {
+		// Closed before it was read to its end, the body is not drained after the answer (as
+		// net/http otherwise does, at the client's pace): the connection closes instead.
+		r.Body.Close()
 		done()
 		ref := &Refused{Status: status, Msg: msg}
 		if status == http.StatusServiceUnavailable {
 			ref.RetryAfter = time.Second
 		}
 		return nil, nil, ref
+	}
+	if pb.rate > 0 && !pb.deadlineUnsettable {
+		// The body is in: lift the pace deadline, or net/http's background read of the idle
+		// connection would time out and cancel the request while its events are appended.
+		pb.rc.SetReadDeadline(time.Time{})
 	}
 	return body, done, nil
 }

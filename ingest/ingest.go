@@ -208,14 +208,14 @@ func Append(ctx context.Context, log eventlog.Log, entries []eventlog.Entry) (du
 	return countTrue(dup), err
 }
 
-// readBody reads and decompresses (gzip, zstd) a request body within limit bytes, compressed
+// readBody reads and decompresses (gzip, zstd) the request's body within limit bytes, compressed
 // and decompressed; take is told of every decompressed chunk and may refuse it. A non-zero
 // status refuses the request with msg.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64, take func(int) error) ([]byte, int, string) {
+func readBody(w http.ResponseWriter, r *http.Request, body io.ReadCloser, limit int64, take func(int) error) ([]byte, int, string) {
 	if r.ContentLength > limit {
 		return nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is %d bytes; at most %d allowed", r.ContentLength, limit)
 	}
-	var src io.Reader = http.MaxBytesReader(w, r.Body, limit)
+	var src io.Reader = http.MaxBytesReader(w, body, limit)
 	enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
 	switch enc {
 	case "", "identity":
@@ -236,7 +236,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, take func(int
 	default:
 		return nil, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Encoding %q is not supported; use gzip, zstd or none", enc)
 	}
-	body, err := io.ReadAll(&taking{Reader: io.LimitReader(src, limit+1), take: take})
+	b, err := io.ReadAll(&taking{Reader: io.LimitReader(src, limit+1), take: take})
 	if errors.Is(err, errBudget) {
 		return nil, http.StatusServiceUnavailable, "server busy: ingest bodies in flight have reached their memory budget; retry after 1 second"
 	}
@@ -248,12 +248,12 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, take func(int
 		if isTimeout(err) {
 			what = "reading the body too slowly (below the minimum transfer rate)"
 		}
-		return nil, readStatus(err), fmt.Sprintf("%s failed after %d bytes: %v", what, len(body), err)
+		return nil, readStatus(err), fmt.Sprintf("%s failed after %d bytes: %v", what, len(b), err)
 	}
-	if int64(len(body)) > limit {
+	if int64(len(b)) > limit {
 		return nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("decompressed body exceeds %d bytes", limit)
 	}
-	return body, 0, ""
+	return b, 0, ""
 }
 
 // taking reports every chunk read to take, which may stop the read.

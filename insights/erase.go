@@ -10,16 +10,16 @@ import (
 // Erase removes everything state holds about a reader — their records, their share of book
 // statistics, trending and activity, and their part of the partition's counters — so that state
 // equals what folding the log without that reader gives. It must run in the goroutine that owns
-// the reader's partition, between batches.
-func Erase(src state.Reader, w *state.Writes, partition int, reader string) error {
+// the reader's partition, between batches. It reports whether state held anything of the reader.
+func Erase(src state.Reader, w *state.Writes, partition int, reader string) (bool, error) {
 	var counts PartitionCounts
 	b, ok, err := src.Get(countsKey(partition))
 	if err != nil {
-		return err
+		return false, err
 	}
 	if ok {
 		if err := decodeRecord(b, &counts); err != nil {
-			return err
+			return false, err
 		}
 	}
 	prefix := readerPrefix(reader)
@@ -56,7 +56,7 @@ func Erase(src state.Reader, w *state.Writes, partition int, reader string) erro
 		return nil
 	})
 	if err != nil || !found {
-		return err
+		return false, err
 	}
 	for _, rb := range books {
 		counts.ReaderBooks--
@@ -74,7 +74,7 @@ func Erase(src state.Reader, w *state.Writes, partition int, reader string) erro
 				return nil
 			})
 			if err != nil {
-				return err
+				return false, err
 			}
 		}
 	}
@@ -82,5 +82,5 @@ func Erase(src state.Reader, w *state.Writes, partition int, reader string) erro
 		w.Delete(activeKey(day, reader))
 	}
 	w.Put(countsKey(partition), encodeRecord(&counts))
-	return nil
+	return true, nil
 }

@@ -152,13 +152,13 @@ func prefixRange(prefix []byte) *pebble.IterOptions {
 }
 
 // EraseReader deletes every account of the reader and all their progress, and scrubs the store
-// so no byte of them remains in its files.
-func (s *Server) EraseReader(reader string) error {
+// so no byte of them remains in its files. It reports whether the reader had any account.
+func (s *Server) EraseReader(reader string) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	users, err := s.accountsOf(reader)
-	if err != nil {
-		return err
+	if err != nil || len(users) == 0 {
+		return false, err
 	}
 	// Point deletes, not a range deletion: a range tombstone's bounds would carry the user's
 	// name into table metadata until it reaches the last level.
@@ -168,30 +168,23 @@ func (s *Server) EraseReader(reader string) error {
 		b.Delete(userKey(user), nil)
 		it, err := s.db.NewIter(prefixRange(progressKey(user, "")))
 		if err != nil {
-			return err
+			return true, err
 		}
 		for ok := it.First(); ok; ok = it.Next() {
 			b.Delete(append([]byte(nil), it.Key()...), nil)
 		}
 		if err := it.Close(); err != nil {
-			return err
+			return true, err
 		}
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
-		return err
+		return true, err
 	}
-	if err := pebbledb.Scrub(s.db, []byte("m/scrub")); err != nil {
-		return err
+	db, err := pebbledb.Rewrite(s.db, s.dir, 8<<20)
+	if db != nil {
+		s.db = db
 	}
-	if err := s.db.Close(); err != nil {
-		return err
-	}
-	db, err := pebbledb.Open(s.dir, 8<<20)
-	if err != nil {
-		return err
-	}
-	s.db = db
-	return nil
+	return true, err
 }
 
 // Account is one kosync account of a reader, for export.

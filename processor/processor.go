@@ -41,7 +41,13 @@ type Processor struct {
 
 type eraseReq struct {
 	reader string
-	done   chan error
+	done   chan erased
+}
+
+// erased is what an erasure found: whether anything of the reader was held, and any error.
+type erased struct {
+	found bool
+	err   error
 }
 
 // readerEraser is a log that can delete a reader's records (the embedded log).
@@ -190,29 +196,34 @@ func (p *Processor) fold(tx insights.Tx, part int, recs []eventlog.Record) error
 
 // Erase removes a reader from the log (when the log supports it) and from state, in the
 // goroutine that owns the reader's partition, so no batch in flight can bring them back. Run must
-// be running.
-func (p *Processor) Erase(ctx context.Context, reader string) error {
-	req := eraseReq{reader: reader, done: make(chan error, 1)}
+// be running. It reports whether the log or state held anything of the reader.
+func (p *Processor) Erase(ctx context.Context, reader string) (bool, error) {
+	req := eraseReq{reader: reader, done: make(chan erased, 1)}
 	part := eventlog.PartitionFor(reader, len(p.applied))
 	select {
 	case p.erase[part] <- req:
 	case <-ctx.Done():
-		return ctx.Err()
+		return false, ctx.Err()
 	}
-	return <-req.done
+	res := <-req.done
+	return res.found, res.err
 }
 
-func (p *Processor) eraseReader(ctx context.Context, part int, off int64, reader string) error {
+func (p *Processor) eraseReader(ctx context.Context, part int, off int64, reader string) erased {
+	records := 0
 	if er, ok := p.log.(readerEraser); ok {
-		if _, err := er.EraseReader(ctx, reader); err != nil {
-			return err
+		n, err := er.EraseReader(ctx, reader)
+		if err != nil {
+			return erased{err: err}
 		}
+		records = n
 	}
 	var w state.Writes
-	if err := insights.Erase(p.store, &w, part, reader); err != nil {
-		return err
+	found, err := insights.Erase(p.store, &w, part, reader)
+	if err != nil {
+		return erased{err: err}
 	}
-	return p.store.Commit(part, off, &w)
+	return erased{found: found || records > 0, err: p.store.Commit(part, off, &w)}
 }
 
 // Lag is, per partition, how many log records are not yet folded into state.

@@ -10,7 +10,10 @@ import (
 	"net/http"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/dogear-dev/dogear/eventlog"
+	"github.com/dogear-dev/dogear/ingest"
 	"github.com/dogear-dev/dogear/insights"
 	"github.com/dogear-dev/dogear/internal/httpjson"
 	"github.com/dogear-dev/dogear/trainer"
@@ -64,32 +67,39 @@ func (s *Server) Export(ctx context.Context, reader string, w io.Writer) error {
 }
 
 // Erase removes a reader from the event log, state (their records and their share of every
-// aggregate), the Parquet archive and the kosync store, records the erasure (by a hash of the id) so replays cannot
-// bring them back, rewrites the stores so no byte of them remains in the files, and retrains the
-// recommender without them.
-func (s *Server) Erase(ctx context.Context, reader string) error {
-	if err := s.proc.Erase(ctx, reader); err != nil {
-		return fmt.Errorf("erasing from log and state: %w", err)
+// aggregate), the Parquet archive and the kosync store, records the erasure (by a hash of the id)
+// so replays cannot bring them back, rewrites the stores so no byte of them remains in the files,
+// and retrains the recommender without them. It reports whether anything of the reader was held;
+// when nothing was (a repeated erasure), the stores are not rewritten, which makes a repeat cheap.
+func (s *Server) Erase(ctx context.Context, reader string) (bool, error) {
+	inLog, err := s.proc.Erase(ctx, reader)
+	if err != nil {
+		return false, fmt.Errorf("erasing from log and state: %w", err)
 	}
-	if err := s.archiver.EraseReader(ctx, reader); err != nil {
-		return fmt.Errorf("erasing from the archive: %w", err)
+	archived, err := s.archiver.EraseReader(ctx, reader)
+	if err != nil {
+		return true, fmt.Errorf("erasing from the archive: %w", err)
 	}
-	if err := s.kosync.EraseReader(reader); err != nil {
-		return fmt.Errorf("erasing from kosync: %w", err)
+	synced, err := s.kosync.EraseReader(reader)
+	if err != nil {
+		return true, fmt.Errorf("erasing from kosync: %w", err)
+	}
+	if !inLog && archived == 0 && !synced {
+		return false, nil
 	}
 	if err := s.stores.Log.Scrub(); err != nil {
-		return fmt.Errorf("scrubbing the log: %w", err)
+		return true, fmt.Errorf("scrubbing the log: %w", err)
 	}
 	if err := s.stores.State.Scrub(); err != nil {
-		return fmt.Errorf("scrubbing state: %w", err)
+		return true, fmt.Errorf("scrubbing state: %w", err)
 	}
 	s.background(func() {
 		if _, err := s.trainer.TrainAfterErasure(s.ctx); err != nil && !errors.Is(err, trainer.ErrNoData) && s.ctx.Err() == nil {
 			s.cfg.Logger.Error("retraining after an erasure failed", "err", err)
 		}
 	})
-	s.cfg.Logger.Info("erased a reader from log, state and kosync")
-	return nil
+	s.cfg.Logger.Info("erased a reader from log, state, archive and kosync")
+	return true, nil
 }
 
 func (s *Server) privacyRoutes(mux *http.ServeMux) {
@@ -100,11 +110,33 @@ func (s *Server) privacyRoutes(mux *http.ServeMux) {
 			s.cfg.Logger.Error("export failed", "err", err)
 		}
 	})
+	// Each erasure that finds data rewrites every store (seconds on a large data directory, with
+	// ingest slower meanwhile), so those are rate-limited; a repeat that finds nothing is cheap
+	// and not counted.
+	erasures := rate.NewLimiter(rate.Every(s.cfg.ErasureEvery), s.cfg.ErasureBurst)
 	mux.HandleFunc("DELETE /v1/readers/{id}", func(w http.ResponseWriter, r *http.Request) {
-		if err := s.Erase(r.Context(), r.PathValue("id")); err != nil {
+		if wait := tokenWait(erasures); wait > 0 {
+			w.Header().Set("Retry-After", ingest.RetryAfter(wait))
+			httpjson.Fail(w, http.StatusTooManyRequests, httpjson.Error{
+				Error: fmt.Sprintf("too many erasures at once: nothing was erased; retry after %s", wait.Round(time.Second))})
+			return
+		}
+		found, err := s.Erase(r.Context(), r.PathValue("id"))
+		if found {
+			erasures.Allow()
+		}
+		if err != nil {
 			httpjson.Fail(w, http.StatusInternalServerError, httpjson.Error{Error: err.Error()})
 			return
 		}
-		httpjson.Write(w, http.StatusOK, map[string]any{"erased": r.PathValue("id")})
+		httpjson.Write(w, http.StatusOK, map[string]any{"erased": r.PathValue("id"), "found": found})
 	})
+}
+
+// tokenWait is how long until lim has a whole token (0: now), without taking it.
+func tokenWait(lim *rate.Limiter) time.Duration {
+	if t := lim.Tokens(); t < 1 {
+		return time.Duration((1 - t) / float64(lim.Limit()) * float64(time.Second))
+	}
+	return 0
 }

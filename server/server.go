@@ -76,6 +76,10 @@ type Config struct {
 	// Models is the object store of the model registry: file:///dir or s3://bucket/prefix
 	// (empty: DATA_DIR/models).
 	Models string
+	// An erasure that finds data rewrites every store: at most ErasureBurst at once, then one
+	// every ErasureEvery.
+	ErasureBurst int
+	ErasureEvery time.Duration
 	// Distributed selects roles over Kafka and shared state (distributed.go).
 	Distributed Distributed
 }
@@ -87,8 +91,8 @@ func DefaultConfig() Config {
 		Ingest: ingest.DefaultConfig(), Logger: slog.Default(),
 		TrainInterval: 10 * time.Minute, Recommender: trainer.DefaultParams,
 		KosyncRegistration: "auto", KeyRate: 100_000, MinFreeBytes: 128 << 20,
-		ArchiveInterval: time.Minute,
-		Distributed:     Distributed{Roles: Roles, Group: "dogear-processors", SessionTimeout: 10 * time.Second},
+		ArchiveInterval: time.Minute, ErasureBurst: 10, ErasureEvery: 6 * time.Second,
+		Distributed: Distributed{Roles: Roles, Group: "dogear-processors", SessionTimeout: 10 * time.Second},
 	}
 }
 

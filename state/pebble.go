@@ -139,21 +139,14 @@ func (s *Pebble) Close() error {
 	return s.db.Close()
 }
 
-// Scrub makes deleted state physically gone from the store's files (pebbledb.Scrub), closing and
-// reopening the store while other users wait.
+// Scrub makes deleted state physically gone from the store's files (pebbledb.Rewrite) while
+// other users wait.
 func (s *Pebble) Scrub() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := pebbledb.Scrub(s.db, []byte("m/scrub")); err != nil {
-		return err
+	db, err := pebbledb.Rewrite(s.db, s.dir, s.cache)
+	if db != nil {
+		s.db = db
 	}
-	if err := s.db.Close(); err != nil {
-		return err
-	}
-	db, err := pebbledb.Open(s.dir, s.cache)
-	if err != nil {
-		return err
-	}
-	s.db = db
-	return nil
+	return err
 }

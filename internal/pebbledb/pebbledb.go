@@ -3,8 +3,10 @@
 package pebbledb
 
 import (
-	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -12,8 +14,21 @@ import (
 )
 
 // Open opens (creating if needed) a Pebble store in dir. cacheBytes sizes the block cache: the
-// 8 MB default reads several times slower than 256 MB on this workload.
+// 8 MB default reads several times slower than 256 MB on this workload. A Rewrite that a crash
+// interrupted is finished or rolled back first (see Rewrite).
 func Open(dir string, cacheBytes int64) (*pebble.DB, error) {
+	interrupted, err := recoverRewrite(dir)
+	if err != nil {
+		return nil, err
+	}
+	db, err := open(dir, cacheBytes, false)
+	if err != nil || !interrupted {
+		return db, err
+	}
+	return Rewrite(db, dir, cacheBytes)
+}
+
+func open(dir string, cacheBytes int64, disableWAL bool) (*pebble.DB, error) {
 	cache := pebble.NewCache(cacheBytes)
 	defer cache.Unref() // the DB holds its own reference
 	opts := &pebble.Options{
@@ -23,9 +38,7 @@ func Open(dir string, cacheBytes int64) (*pebble.DB, error) {
 		// miss cost one memory probe per file instead of a block read.
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             quietLogger{},
-		// Rotate the manifest at every change so it never keeps a history of file boundary
-		// keys: after an erasure no erased key may survive anywhere in the store (Scrub).
-		MaxManifestFileSize: 1,
+		DisableWAL:         disableWAL,
 	}
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
@@ -37,25 +50,110 @@ func Open(dir string, cacheBytes int64) (*pebble.DB, error) {
 	return db, nil
 }
 
-// Scrub makes deleted data physically gone: it flushes the memtable, compacts every level
-// (dropping deleted keys and their tombstones), and records one more change so the manifest
-// rotates past the compaction's history. The caller then closes and reopens the store, at which
-// point Pebble deletes the obsolete (and recycled) write-ahead logs, tables and manifests.
-func Scrub(db *pebble.DB, marker []byte) error {
-	if err := db.Flush(); err != nil {
+// Rewrite makes deleted data physically gone: it copies every live key of db into a new store
+// beside dir, closes db, puts the copy in dir's place and opens it. Compaction cannot promise
+// this: Pebble moves a file that overlaps nothing below it to the last level unchanged, so
+// tombstones (which hold the deleted keys) can stay in live tables, and every manifest keeps the
+// bounds of the tables it has seen. A copy has neither: its tables hold only live keys, its
+// manifest only its own tables, and the old directory's files (tables, write-ahead logs,
+// manifests) are deleted. The cost is one read and one write of the store.
+//
+// On error before db is closed, db is returned as it was. A crash part-way is finished or rolled
+// back by the next Open, which then rewrites again, so the erasure is never left half-done.
+func Rewrite(db *pebble.DB, dir string, cacheBytes int64) (*pebble.DB, error) {
+	next, old := dir+".rewrite", dir+".old"
+	if err := os.RemoveAll(next); err != nil {
+		return db, err
+	}
+	if err := copyLive(db, next, cacheBytes); err != nil {
+		os.RemoveAll(next)
+		return db, fmt.Errorf("rewrite %s: %w", dir, err)
+	}
+	if err := db.Close(); err != nil {
+		os.RemoveAll(next)
+		return nil, err
+	}
+	if err := os.Rename(dir, old); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(next, dir); err != nil {
+		return nil, err
+	}
+	if err := syncDir(filepath.Dir(dir)); err != nil {
+		return nil, err
+	}
+	if err := os.RemoveAll(old); err != nil {
+		return nil, err
+	}
+	return open(dir, cacheBytes, false)
+}
+
+// copyLive writes every live key and value of db into a new store in dir, durably.
+func copyLive(db *pebble.DB, dir string, cacheBytes int64) error {
+	// No write-ahead log for the copy: it is flushed whole before it counts.
+	dst, err := open(dir, min(cacheBytes, 8<<20), true)
+	if err != nil {
 		return err
 	}
-	// Twice: the first pass brings everything to the last level, where the second can drop
-	// every tombstone (a tombstone survives a compaction whose output is not the last level).
-	for range 2 {
-		if err := db.Compact(context.Background(), []byte{0}, []byte{0xff, 0xff, 0xff, 0xff}, true); err != nil {
-			return err
+	it, err := db.NewIter(nil)
+	if err != nil {
+		dst.Close()
+		return err
+	}
+	b := dst.NewBatch()
+	for ok := it.First(); ok && err == nil; ok = it.Next() {
+		var v []byte
+		if v, err = it.ValueAndErr(); err != nil {
+			break
+		}
+		b.Set(it.Key(), v, nil)
+		if b.Len() >= 4<<20 {
+			err = b.Commit(pebble.NoSync)
+			b = dst.NewBatch()
 		}
 	}
-	if err := db.Set(marker, nil, pebble.Sync); err != nil {
+	err = errors.Join(err, it.Close())
+	if err == nil {
+		err = b.Commit(pebble.NoSync)
+	}
+	if err == nil {
+		err = dst.Flush()
+	}
+	return errors.Join(err, dst.Close())
+}
+
+// recoverRewrite finishes or undoes a Rewrite of dir that a crash interrupted, and reports
+// whether one was (the erasure it served must then be rewritten again).
+func recoverRewrite(dir string) (bool, error) {
+	next, old := dir+".rewrite", dir+".old"
+	_, errDir := os.Stat(dir)
+	_, errNext := os.Stat(next)
+	switch {
+	case errNext == nil && errors.Is(errDir, os.ErrNotExist):
+		// Crashed between the two renames: the copy is complete; put it in place.
+		if err := os.Rename(next, dir); err != nil {
+			return false, err
+		}
+	case errNext == nil:
+		// Crashed while copying: the copy may be partial, the original is whole.
+		if err := os.RemoveAll(next); err != nil {
+			return false, err
+		}
+		return true, nil
+	}
+	if _, err := os.Stat(old); err == nil {
+		return true, os.RemoveAll(old) // crashed before the old files were deleted
+	}
+	return false, nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
 		return err
 	}
-	return db.Flush()
+	defer f.Close()
+	return f.Sync()
 }
 
 // quietLogger drops Pebble's informational messages (WAL recovery, compactions) that would flood
