@@ -174,5 +174,3 @@ func (g *Guard) AllowEvents(ctx context.Context, n int) (bool, time.Duration, er
 	}
 	return true, 0, nil
 }
-
-
