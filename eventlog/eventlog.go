@@ -12,11 +12,21 @@ import (
 )
 
 // Entry is one event to append: its id (the dedup key), its key (the reader, which picks the
-// partition) and its stored bytes.
+// partition) and its stored bytes. PartitionBy, when set, picks the partition instead of Key: a
+// sealed entry (package shred) is keyed by its key's id but stays in its reader's partition.
 type Entry struct {
-	ID    string
-	Key   string
-	Value []byte
+	ID          string
+	Key         string
+	PartitionBy string
+	Value       []byte
+}
+
+// Partition is the partition of the entry among partitions.
+func (e Entry) Partition(partitions int) int {
+	if e.PartitionBy != "" {
+		return PartitionFor(e.PartitionBy, partitions)
+	}
+	return PartitionFor(e.Key, partitions)
 }
 
 // Record is one stored event as read back.

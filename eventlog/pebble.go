@@ -281,7 +281,7 @@ func (l *Pebble) commit(group []*appendReq, n int, seen map[string]struct{}, nex
 			} else if !errors.Is(err, pebble.ErrNotFound) {
 				return err
 			}
-			p := PartitionFor(e.Key, l.parts)
+			p := e.Partition(l.parts)
 			off := next[p]
 			next[p]++
 			binary.BigEndian.PutUint16(val[:], uint16(p))
