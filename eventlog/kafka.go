@@ -108,8 +108,10 @@ func (k *Kafka) Partitions() int { return k.cfg.Partitions }
 func (k *Kafka) Append(ctx context.Context, entries []Entry) ([]bool, error) {
 	recs := make([]*kgo.Record, len(entries))
 	for i, e := range entries {
-		recs[i] = &kgo.Record{Key: []byte(e.Key), Value: e.Value, Partition: int32(e.Partition(k.cfg.Partitions)),
-			Headers: []kgo.RecordHeader{{Key: "id", Value: []byte(e.ID)}}}
+		recs[i] = &kgo.Record{Key: []byte(e.Key), Value: e.Value, Partition: int32(e.Partition(k.cfg.Partitions))}
+		if e.ID != "" { // sealed entries (package shred) carry none
+			recs[i].Headers = []kgo.RecordHeader{{Key: "id", Value: []byte(e.ID)}}
+		}
 	}
 	start := time.Now()
 	if err := k.prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {

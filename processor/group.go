@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dogear-dev/dogear/eventlog"
+	"github.com/dogear-dev/dogear/shred"
 	"github.com/dogear-dev/dogear/state"
 )
 
@@ -38,14 +39,16 @@ type Group struct {
 	owner  PartitionOwner
 	log    *eventlog.Kafka // for end offsets
 	logger *slog.Logger
+	shred  *shred.Shredder // nil: events are not sealed
 
 	mu    sync.Mutex
 	owned map[string][]int32
 }
 
-// NewGroup prepares a member; log gives end offsets for Status.
-func NewGroup(cfg GroupConfig, store state.Store, owner PartitionOwner, log *eventlog.Kafka, logger *slog.Logger) *Group {
-	return &Group{cfg: cfg, store: store, owner: owner, log: log, logger: logger}
+// NewGroup prepares a member; log gives end offsets for Status. shredder, when not nil, opens
+// sealed events and carries out erasure markers.
+func NewGroup(cfg GroupConfig, store state.Store, owner PartitionOwner, log *eventlog.Kafka, shredder *shred.Shredder, logger *slog.Logger) *Group {
+	return &Group{cfg: cfg, store: store, owner: owner, log: log, shred: shredder, logger: logger}
 }
 
 // GroupStatus is what a member owns and how many records of it are not yet folded.
@@ -82,7 +85,7 @@ func (g *Group) Status() GroupStatus {
 
 // Run processes until ctx ends.
 func (g *Group) Run(ctx context.Context) error {
-	return runGroup(ctx, g.cfg, g.store, g.owner, g.logger, func(owned map[string][]int32) {
+	return runGroup(ctx, g.cfg, g.store, g.owner, g.shred, g.logger, func(owned map[string][]int32) {
 		g.mu.Lock()
 		g.owned = owned
 		g.mu.Unlock()
@@ -97,10 +100,10 @@ func (g *Group) Run(ctx context.Context) error {
 // which is never relied on); rebalances wait until the batch in hand is committed
 // (BlockRebalanceOnPoll), so no two members ever write a partition's state at once.
 func RunGroup(ctx context.Context, cfg GroupConfig, store state.Store, owner PartitionOwner, logger *slog.Logger) error {
-	return runGroup(ctx, cfg, store, owner, logger, nil)
+	return runGroup(ctx, cfg, store, owner, nil, logger, nil)
 }
 
-func runGroup(ctx context.Context, cfg GroupConfig, store state.Store, owner PartitionOwner, logger *slog.Logger, onOwned func(map[string][]int32)) error {
+func runGroup(ctx context.Context, cfg GroupConfig, store state.Store, owner PartitionOwner, shredder *shred.Shredder, logger *slog.Logger, onOwned func(map[string][]int32)) error {
 	owned := map[string][]int32{}
 	report := func() {
 		if onOwned != nil {
@@ -169,7 +172,7 @@ func runGroup(ctx context.Context, cfg GroupConfig, store state.Store, owner Par
 		cl.AllowRebalance()
 		cl.Close()
 	}()
-	p := &Processor{store: store, logger: logger}
+	p := &Processor{store: store, logger: logger, shred: shredder}
 	var w state.Writes
 	tx := &overlay{store: store, w: &w}
 	for {
@@ -194,12 +197,18 @@ func runGroup(ctx context.Context, cfg GroupConfig, store state.Store, owner Par
 			for i, r := range fp.Records {
 				recs[i] = eventlog.Record{Partition: int(r.Partition), Offset: r.Offset, Value: r.Value}
 			}
-			w.Reset()
-			if err := p.fold(tx, int(fp.Partition), recs); err != nil {
-				commitErr = err
-				return
+			for len(recs) > 0 && commitErr == nil {
+				w.Reset()
+				f, err := p.fold(ctx, tx, int(fp.Partition), recs)
+				if err != nil {
+					commitErr = err
+					return
+				}
+				if commitErr = store.Commit(slot(fp.Topic, fp.Partition), recs[f.n-1].Offset+1, &w); commitErr == nil {
+					commitErr = p.shredAfterCommit(ctx, f)
+				}
+				recs = recs[f.n:]
 			}
-			commitErr = store.Commit(slot(fp.Topic, fp.Partition), recs[len(recs)-1].Offset+1, &w)
 		})
 		if commitErr != nil {
 			return commitErr

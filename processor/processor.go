@@ -5,6 +5,7 @@ package processor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/dogear-dev/dogear/event"
 	"github.com/dogear-dev/dogear/eventlog"
 	"github.com/dogear-dev/dogear/insights"
+	"github.com/dogear-dev/dogear/shred"
 	"github.com/dogear-dev/dogear/state"
 )
 
@@ -26,7 +28,7 @@ const BatchSize = 2000
 
 var eventsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 	Name: "dogear_processor_events_total",
-	Help: "Log records processed, by result: applied, duplicate (event id applied before) or corrupt (undecodable, skipped).",
+	Help: "Log records processed, by result: applied, duplicate (event id applied before), corrupt (undecodable, skipped) or erased (sealed with an erased reader's key, skipped).",
 }, []string{"result"})
 
 // Processor folds the log into state. Partitions are processed concurrently, each by one
@@ -37,6 +39,9 @@ type Processor struct {
 	applied []atomic.Int64 // next offset per partition, as committed
 	logger  *slog.Logger
 	erase   []chan eraseReq // per partition, served between batches
+	// shred opens sealed records and carries out erasure markers (distributed mode); nil when
+	// the log holds events as they are.
+	shred *shred.Shredder
 }
 
 type eraseReq struct {
@@ -138,10 +143,11 @@ func (p *Processor) partition(ctx context.Context, part int, untilEnd bool) erro
 			continue
 		}
 		w.Reset()
-		if err := p.fold(tx, part, recs); err != nil {
+		f, err := p.fold(ctx, tx, part, recs)
+		if err != nil {
 			return err
 		}
-		next := recs[len(recs)-1].Offset + 1
+		next := recs[f.n-1].Offset + 1
 		if err := p.store.Commit(part, next, &w); errors.Is(err, state.ErrNoSpace) {
 			// Nothing was written; the same batch is read and applied again once space returns.
 			p.logger.Warn("state disk nearly full; processing paused", "partition", part)
@@ -154,17 +160,54 @@ func (p *Processor) partition(ctx context.Context, part int, untilEnd bool) erro
 		} else if err != nil {
 			return err
 		}
+		if err := p.shredAfterCommit(ctx, f); err != nil {
+			return err
+		}
 		off = next
 		p.applied[part].Store(off)
 	}
 }
 
-// fold applies a batch of one partition's records to tx, in order.
-func (p *Processor) fold(tx insights.Tx, part int, recs []eventlog.Record) error {
-	var applied, dups, corrupt float64
+// folded says how far fold got: n records, and the key to shred once they are committed.
+type folded struct {
+	n     int
+	shred string
+}
+
+// fold applies a batch of one partition's records to tx, in order. It stops before an erasure
+// marker (package shred) that is not the first record: an erasure scans committed state, so what
+// precedes it must be committed first. A marker first in the batch is folded alone.
+func (p *Processor) fold(ctx context.Context, tx *overlay, part int, recs []eventlog.Record) (folded, error) {
+	var applied, dups, corrupt, erasedN float64
+	defer func() {
+		eventsTotal.WithLabelValues("applied").Add(applied)
+		eventsTotal.WithLabelValues("duplicate").Add(dups)
+		eventsTotal.WithLabelValues("corrupt").Add(corrupt)
+		eventsTotal.WithLabelValues("erased").Add(erasedN)
+	}()
 	er, isEraser := p.log.(readerEraser)
 	for i := range recs {
-		e, err := event.Unmarshal(recs[i].Value)
+		value := recs[i].Value
+		if p.shred != nil {
+			r, err := p.shred.Open(ctx, value)
+			if err != nil {
+				return folded{n: i}, err
+			}
+			switch {
+			case r.Erased:
+				erasedN++ // sealed with a deleted key: its reader was erased
+				continue
+			case r.Marker && i > 0:
+				return folded{n: i}, nil
+			case r.Marker:
+				if _, err := insights.Erase(p.store, tx.w, part, r.Reader); err != nil {
+					return folded{}, err
+				}
+				return folded{n: 1, shred: r.KeyID}, nil
+			}
+			value = r.Event
+		}
+		e, err := event.Unmarshal(value)
 		if err != nil {
 			// A record that was validated on the way in cannot fail to decode unless the log
 			// was damaged; skipping it keeps every other reader's state going.
@@ -180,7 +223,7 @@ func (p *Processor) fold(tx insights.Tx, part int, recs []eventlog.Record) error
 		}
 		ok, err := insights.Apply(tx, part, &e)
 		if err != nil {
-			return err
+			return folded{}, err
 		}
 		if ok {
 			applied++
@@ -188,10 +231,28 @@ func (p *Processor) fold(tx insights.Tx, part int, recs []eventlog.Record) error
 			dups++
 		}
 	}
-	eventsTotal.WithLabelValues("applied").Add(applied)
-	eventsTotal.WithLabelValues("duplicate").Add(dups)
-	eventsTotal.WithLabelValues("corrupt").Add(corrupt)
-	return nil
+	return folded{n: len(recs)}, nil
+}
+
+// shredAfterCommit deletes the key of an erasure marker whose erasure is committed, retrying for
+// a while: until it is gone, the reader's records stay readable in the log.
+func (p *Processor) shredAfterCommit(ctx context.Context, f folded) error {
+	if f.shred == "" {
+		return nil
+	}
+	var err error
+	for try := range 10 {
+		if err = p.shred.Shred(ctx, f.shred); err == nil {
+			return nil
+		}
+		p.logger.Warn("deleting an erased reader's key failed; retrying", "key", f.shred, "try", try+1, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	return fmt.Errorf("deleting the key %s of an erased reader: %w", f.shred, err)
 }
 
 // Erase removes a reader from the log (when the log supports it) and from state, in the

@@ -22,6 +22,7 @@ import (
 	"github.com/dogear-dev/dogear/processor"
 	"github.com/dogear-dev/dogear/registry"
 	"github.com/dogear-dev/dogear/segment"
+	"github.com/dogear-dev/dogear/shred"
 	"github.com/dogear-dev/dogear/state"
 	"github.com/dogear-dev/dogear/trainer"
 )
@@ -41,6 +42,26 @@ type Distributed struct {
 	State          string
 	Group          string
 	SessionTimeout time.Duration
+	// Keys is the store of the readers' keys: dir:///path (processes of one host) or
+	// cassandra://host1,host2/keyspace. With it, events are sealed with their reader's key before
+	// they reach Kafka, and erasure works by deleting the key (crypto-shredding, package shred);
+	// without it, export and erasure are not available in distributed mode.
+	Keys string
+}
+
+// openKeys opens the key store URL.
+func openKeys(url string) (shred.Keys, error) {
+	switch {
+	case strings.HasPrefix(url, "dir://"):
+		return shred.OpenDirKeys(strings.TrimPrefix(url, "dir://"))
+	case strings.HasPrefix(url, "cassandra://"):
+		hosts, ks, err := state.ParseCassandraURL(url)
+		if err != nil {
+			return nil, err
+		}
+		return shred.OpenCassandraKeys(hosts, ks)
+	}
+	return nil, fmt.Errorf("--keys %q: want dir:///path or cassandra://host1,host2/keyspace", url)
 }
 
 // Enabled reports whether the configuration asks for distributed mode.
@@ -86,6 +107,15 @@ func StartDistributed(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, ctx: ctx, cancel: cancel, procDone: make(chan error, 1), distLog: log}
+	var shredder *shred.Shredder
+	if d.Keys != "" {
+		keys, err := openKeys(d.Keys)
+		if err != nil {
+			s.closeDistributed()
+			return nil, err
+		}
+		s.keys, shredder = keys, shred.New(keys)
+	}
 	mux := http.NewServeMux()
 	var lag func() int64
 	status := map[string]any{"roles": d.Roles}
@@ -97,8 +127,13 @@ func StartDistributed(cfg Config) (*Server, error) {
 		}
 		s.guard = guard
 		gate := newGate(cfg, guard)
-		mux.Handle("POST /v1/events", ingest.New(log, gate, cfg.Logger))
-		segment.New(log, gate, guard.CheckWriteKey, cfg.Logger).Register(mux)
+		var appendTo eventlog.Log = log
+		if shredder != nil {
+			appendTo = shred.Log{Log: log, Shredder: shredder}
+			s.shreddingRoutes(mux, log, shredder)
+		}
+		mux.Handle("POST /v1/events", ingest.New(appendTo, gate, cfg.Logger))
+		segment.New(appendTo, gate, guard.CheckWriteKey, cfg.Logger).Register(mux)
 	}
 	if slices.Contains(d.Roles, "process") || slices.Contains(d.Roles, "api") || slices.Contains(d.Roles, "train") {
 		if d.State == "" {
@@ -114,7 +149,7 @@ func StartDistributed(cfg Config) (*Server, error) {
 		if slices.Contains(d.Roles, "process") {
 			group := processor.NewGroup(processor.GroupConfig{Brokers: kcfg.Brokers, Group: d.Group,
 				Topics: append([]string{kcfg.Topic}, d.Mirrors...), Partitions: kcfg.Partitions, SessionTimeout: d.SessionTimeout},
-				st, owner, log, cfg.Logger)
+				st, owner, log, shredder, cfg.Logger)
 			go func() { s.procDone <- group.Run(ctx) }()
 			lag = func() int64 { return group.Status().Lag }
 			mux.HandleFunc("GET /v1/processor", func(w http.ResponseWriter, r *http.Request) { httpjson.Write(w, http.StatusOK, group.Status()) })
@@ -220,6 +255,9 @@ func (s *Server) closeDistributed() error {
 	}
 	if s.distLog != nil {
 		errs = append(errs, s.distLog.Close())
+	}
+	if s.keys != nil {
+		errs = append(errs, s.keys.Close())
 	}
 	return errors.Join(errs...)
 }

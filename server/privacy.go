@@ -110,27 +110,40 @@ func (s *Server) privacyRoutes(mux *http.ServeMux) {
 			s.cfg.Logger.Error("export failed", "err", err)
 		}
 	})
-	// Each erasure that finds data rewrites every store (seconds on a large data directory, with
-	// ingest slower meanwhile), so those are rate-limited; a repeat that finds nothing is cheap
-	// and not counted.
-	erasures := rate.NewLimiter(rate.Every(s.cfg.ErasureEvery), s.cfg.ErasureBurst)
 	mux.HandleFunc("DELETE /v1/readers/{id}", func(w http.ResponseWriter, r *http.Request) {
-		if wait := tokenWait(erasures); wait > 0 {
-			w.Header().Set("Retry-After", ingest.RetryAfter(wait))
-			httpjson.Fail(w, http.StatusTooManyRequests, httpjson.Error{
-				Error: fmt.Sprintf("too many erasures at once: nothing was erased; retry after %s", wait.Round(time.Second))})
+		if !s.erasureAllowed(w) {
 			return
 		}
 		found, err := s.Erase(r.Context(), r.PathValue("id"))
-		if found {
-			erasures.Allow()
-		}
+		s.erasureDone(found)
 		if err != nil {
 			httpjson.Fail(w, http.StatusInternalServerError, httpjson.Error{Error: err.Error()})
 			return
 		}
 		httpjson.Write(w, http.StatusOK, map[string]any{"erased": r.PathValue("id"), "found": found})
 	})
+}
+
+// erasureAllowed answers 429 and reports false while erasures are over their rate. Each erasure
+// that finds data is costly (embedded: it rewrites every store, seconds on a large data directory
+// with ingest slower meanwhile; distributed: a marker every processor of the partition must
+// reach), so those are rate-limited; a repeat that finds nothing is cheap and not counted.
+func (s *Server) erasureAllowed(w http.ResponseWriter) bool {
+	s.erasuresOnce.Do(func() { s.erasures = rate.NewLimiter(rate.Every(s.cfg.ErasureEvery), s.cfg.ErasureBurst) })
+	wait := tokenWait(s.erasures)
+	if wait > 0 {
+		w.Header().Set("Retry-After", ingest.RetryAfter(wait))
+		httpjson.Fail(w, http.StatusTooManyRequests, httpjson.Error{
+			Error: fmt.Sprintf("too many erasures at once: nothing was erased; retry after %s", wait.Round(time.Second))})
+	}
+	return wait == 0
+}
+
+// erasureDone counts an erasure that found data against the rate.
+func (s *Server) erasureDone(found bool) {
+	if found {
+		s.erasures.Allow()
+	}
 }
 
 // tokenWait is how long until lim has a whole token (0: now), without taking it.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 
 	"github.com/dogear-dev/dogear/api"
 	"github.com/dogear-dev/dogear/archive"
@@ -36,6 +37,7 @@ import (
 	"github.com/dogear-dev/dogear/recommend"
 	"github.com/dogear-dev/dogear/registry"
 	"github.com/dogear-dev/dogear/segment"
+	"github.com/dogear-dev/dogear/shred"
 	"github.com/dogear-dev/dogear/state"
 	"github.com/dogear-dev/dogear/trainer"
 )
@@ -80,6 +82,9 @@ type Config struct {
 	// every ErasureEvery.
 	ErasureBurst int
 	ErasureEvery time.Duration
+	// ErasureWait is how long a distributed erasure waits for processors to carry it out
+	// before answering 202 (it completes all the same).
+	ErasureWait time.Duration
 	// Distributed selects roles over Kafka and shared state (distributed.go).
 	Distributed Distributed
 }
@@ -91,7 +96,7 @@ func DefaultConfig() Config {
 		Ingest: ingest.DefaultConfig(), Logger: slog.Default(),
 		TrainInterval: 10 * time.Minute, Recommender: trainer.DefaultParams,
 		KosyncRegistration: "auto", KeyRate: 100_000, MinFreeBytes: 128 << 20,
-		ArchiveInterval: time.Minute, ErasureBurst: 10, ErasureEvery: 6 * time.Second,
+		ArchiveInterval: time.Minute, ErasureBurst: 10, ErasureEvery: 6 * time.Second, ErasureWait: 30 * time.Second,
 		Distributed: Distributed{Roles: Roles, Group: "dogear-processors", SessionTimeout: 10 * time.Second},
 	}
 }
@@ -144,7 +149,11 @@ type Server struct {
 
 	distLog   *eventlog.Kafka
 	distState state.Store
-	ready     atomic.Bool
+	keys      shred.Keys
+
+	erasuresOnce sync.Once
+	erasures     *rate.Limiter
+	ready        atomic.Bool
 
 	shutdown    sync.Once
 	shutdownErr error

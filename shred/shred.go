@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -73,14 +72,10 @@ var (
 
 const headerLen = 4 + 16 + 12
 
-func seal(k Key, magic, plain []byte) ([]byte, error) {
+func seal(k Key, aead cipher.AEAD, magic, plain []byte) ([]byte, error) {
 	id, err := hex.DecodeString(k.ID)
 	if err != nil || len(id) != 16 {
 		return nil, fmt.Errorf("shred: key id %q is not 16 bytes of hex", k.ID)
-	}
-	aead, err := gcm(k.Secret)
-	if err != nil {
-		return nil, err
 	}
 	out := make([]byte, headerLen, headerLen+len(plain)+aead.Overhead())
 	copy(out, magic)
@@ -115,58 +110,67 @@ type Shredder struct {
 
 	mu     sync.Mutex
 	active map[string]cachedKey // by reader
-	byID   map[string]Key
+	byID   map[string]cachedKey
 }
 
+// cachedKey is a key with its cipher, made once: making an AES-GCM cipher costs as much as
+// sealing an event.
 type cachedKey struct {
 	key   Key
+	aead  cipher.AEAD
 	until time.Time
+}
+
+func newCached(k Key, ttl time.Duration) (cachedKey, error) {
+	aead, err := gcm(k.Secret)
+	return cachedKey{key: k, aead: aead, until: time.Now().Add(ttl)}, err
 }
 
 // New returns a Shredder over keys, with a 10 s cache of active keys.
 func New(keys Keys) *Shredder {
-	return &Shredder{Keys: keys, CacheFor: 10 * time.Second, active: map[string]cachedKey{}, byID: map[string]Key{}}
+	return &Shredder{Keys: keys, CacheFor: 10 * time.Second, active: map[string]cachedKey{}, byID: map[string]cachedKey{}}
 }
 
 const maxCached = 100_000
 
-func (s *Shredder) activeKey(ctx context.Context, reader string) (Key, error) {
+func (s *Shredder) activeKey(ctx context.Context, reader string) (cachedKey, error) {
 	s.mu.Lock()
 	c, ok := s.active[reader]
 	s.mu.Unlock()
 	if ok && time.Now().Before(c.until) {
-		return c.key, nil
+		return c, nil
 	}
 	k, err := s.Keys.Active(ctx, reader)
 	if err != nil {
-		return Key{}, err
+		return cachedKey{}, err
+	}
+	if c, err = newCached(k, s.CacheFor); err != nil {
+		return cachedKey{}, err
 	}
 	s.mu.Lock()
 	if len(s.active) >= maxCached {
 		clear(s.active)
 	}
-	s.active[reader] = cachedKey{k, time.Now().Add(s.CacheFor)}
+	s.active[reader] = c
 	s.mu.Unlock()
-	return k, nil
+	return c, nil
 }
 
 // Seal turns entries (keyed by reader) into sealed ones: the value sealed with the reader's key,
-// the key replaced by the key's id, the event id replaced by an HMAC of it under the key (Kafka
-// headers carry it), and the partition still chosen by the reader.
+// the key replaced by the key's id, no event id (a client's ids may name the reader; processors
+// deduplicate by the id inside the sealed event), and the partition still chosen by the reader.
 func (s *Shredder) Seal(ctx context.Context, entries []eventlog.Entry) ([]eventlog.Entry, error) {
 	out := make([]eventlog.Entry, len(entries))
 	for i, e := range entries {
-		k, err := s.activeKey(ctx, e.Key)
+		c, err := s.activeKey(ctx, e.Key)
 		if err != nil {
 			return nil, fmt.Errorf("the key of a reader: %w", err)
 		}
-		v, err := seal(k, magicEvent, e.Value)
+		v, err := seal(c.key, c.aead, magicEvent, e.Value)
 		if err != nil {
 			return nil, err
 		}
-		mac := hmac.New(sha256.New, k.Secret)
-		mac.Write([]byte(e.ID))
-		out[i] = eventlog.Entry{ID: hex.EncodeToString(mac.Sum(nil)[:16]), Key: k.ID, PartitionBy: e.Key, Value: v}
+		out[i] = eventlog.Entry{Key: c.key.ID, PartitionBy: e.Key, Value: v}
 	}
 	return out, nil
 }
@@ -174,7 +178,11 @@ func (s *Shredder) Seal(ctx context.Context, entries []eventlog.Entry) ([]eventl
 // Marker is the log entry that erases a reader whose key (now erasing) is k: the processor that
 // owns the reader's partition erases them from state when it reaches it, then deletes the key.
 func Marker(k Key, reader string) (eventlog.Entry, error) {
-	v, err := seal(k, magicMarker, []byte(reader))
+	aead, err := gcm(k.Secret)
+	if err != nil {
+		return eventlog.Entry{}, err
+	}
+	v, err := seal(k, aead, magicMarker, []byte(reader))
 	return eventlog.Entry{ID: "erase-" + k.ID, Key: k.ID, PartitionBy: reader, Value: v}, err
 }
 
@@ -185,18 +193,14 @@ func (s *Shredder) Open(ctx context.Context, value []byte) (Record, error) {
 		return Record{Event: value}, nil
 	}
 	id := hex.EncodeToString(value[4:20])
-	k, err := s.key(ctx, id)
+	c, err := s.key(ctx, id)
 	if errors.Is(err, ErrNoKey) {
 		return Record{KeyID: id, Erased: true}, nil
 	}
 	if err != nil {
 		return Record{}, err
 	}
-	aead, err := gcm(k.Secret)
-	if err != nil {
-		return Record{}, err
-	}
-	plain, err := aead.Open(nil, value[20:headerLen], value[headerLen:], value[:20])
+	plain, err := c.aead.Open(nil, value[20:headerLen], value[headerLen:], value[:20])
 	if err != nil {
 		return Record{}, fmt.Errorf("shred: record sealed with key %s does not open: %w", id, err)
 	}
@@ -206,24 +210,30 @@ func (s *Shredder) Open(ctx context.Context, value []byte) (Record, error) {
 	return Record{Event: plain, KeyID: id}, nil
 }
 
-func (s *Shredder) key(ctx context.Context, id string) (Key, error) {
+// key returns the key with this id. Found keys are kept until Shred: a key's secret never
+// changes, and only its erasure (which Shred does, in the processor that owns the reader's
+// partition) ends its use.
+func (s *Shredder) key(ctx context.Context, id string) (cachedKey, error) {
 	s.mu.Lock()
-	k, ok := s.byID[id]
+	c, ok := s.byID[id]
 	s.mu.Unlock()
 	if ok {
-		return k, nil
+		return c, nil
 	}
 	k, err := s.Keys.Get(ctx, id)
 	if err != nil {
-		return Key{}, err
+		return cachedKey{}, err
+	}
+	if c, err = newCached(k, 0); err != nil {
+		return cachedKey{}, err
 	}
 	s.mu.Lock()
 	if len(s.byID) >= maxCached {
 		clear(s.byID)
 	}
-	s.byID[id] = k
+	s.byID[id] = c
 	s.mu.Unlock()
-	return k, nil
+	return c, nil
 }
 
 // Shred deletes a key whose marker was applied, and forgets it.
@@ -254,4 +264,20 @@ func (s *Shredder) StartErasure(ctx context.Context, reader string) (marker even
 	s.mu.Unlock()
 	marker, err = Marker(k, reader)
 	return marker, true, err
+}
+
+// Log seals every appended entry before it reaches the log underneath; reads return the sealed
+// values, which Shredder.Open reads.
+type Log struct {
+	eventlog.Log
+	Shredder *Shredder
+}
+
+// Append implements eventlog.Log.
+func (l Log) Append(ctx context.Context, entries []eventlog.Entry) ([]bool, error) {
+	sealed, err := l.Shredder.Seal(ctx, entries)
+	if err != nil {
+		return nil, err
+	}
+	return l.Log.Append(ctx, sealed)
 }

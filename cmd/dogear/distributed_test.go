@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,17 +17,22 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/dogear-dev/dogear/event"
 	"github.com/dogear-dev/dogear/eventlog"
 	"github.com/dogear-dev/dogear/loadgen"
 	"github.com/dogear-dev/dogear/processor"
+	"github.com/dogear-dev/dogear/shred"
 	"github.com/dogear-dev/dogear/state"
 )
 
 // TestScaleOutOverKafka runs one ingest process and three processor processes in one consumer
-// group on Kafka's wire protocol (franz-go's kfake cluster), kills a processor with SIGKILL in the
-// middle of the stream, and checks that the final state equals a single embedded process fed the
-// same events.
+// group on Kafka's wire protocol (franz-go's kfake cluster), with events sealed by their readers'
+// keys. In the middle of the stream it exports one reader and erases them, and kills a processor
+// with SIGKILL. It checks that the export held exactly that reader's events, that nothing of the
+// erased reader can be read back from the topic, and that the final state equals a single
+// embedded process fed the same events without that reader's.
 func TestScaleOutOverKafka(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs four processes")
@@ -38,7 +45,8 @@ func TestScaleOutOverKafka(t *testing.T) {
 	bin := buildBinary(t)
 	const partitions = 8
 	logURL := "kafka://" + strings.Join(cluster.ListenAddrs(), ",") + "/events"
-	shared := t.TempDir()
+	shared, keysDir := t.TempDir(), t.TempDir()
+	keysURL := "dir://" + keysDir
 	start := func(role string, extra ...string) (*exec.Cmd, string) {
 		addr := freeAddr(t)
 		args := append([]string{"serve", "--roles", role, "--log", logURL, "--partitions", fmt.Sprint(partitions),
@@ -58,17 +66,41 @@ func TestScaleOutOverKafka(t *testing.T) {
 		waitHealthy(t, addr)
 		return cmd, addr
 	}
-	_, ingestAddr := start("ingest")
+	_, ingestAddr := start("ingest", "--keys", keysURL)
 	var procs []*exec.Cmd
 	var procAddrs []string
 	for i := 0; i < 3; i++ {
-		c, a := start("process", "--state", "partitioned://"+shared, "--group-session-timeout", "6s")
+		c, a := start("process", "--state", "partitioned://"+shared, "--group-session-timeout", "6s", "--keys", keysURL)
 		procs, procAddrs = append(procs, c), append(procAddrs, a)
 	}
 
 	end := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	events := loadgen.New(loadgen.Config{Readers: 300, Books: 60, Seed: 21, Start: end.Add(-30 * 24 * time.Hour), End: end}).Batch(12000)
+	// One reader is exported and erased at event 4000; their events after it are not sent.
+	const target, passage = "reader-000007", "a passage only reader 7 highlighted 0c4e"
+	var sentOfTarget []event.Event
+	for i, e := range events {
+		if e.Reader == target {
+			events[i].Type, events[i].Text = event.Highlight, passage
+			break
+		}
+	}
 	for i := 0; i < len(events); i += 400 {
+		if i == 4000 {
+			exportAndErase(t, ingestAddr, target, sentOfTarget)
+			kept := events[:i:i]
+			for _, e := range events[i:] {
+				if e.Reader != target {
+					kept = append(kept, e)
+				}
+			}
+			events = kept
+		}
+		for _, e := range events[i:min(i+400, len(events))] {
+			if e.Reader == target {
+				sentOfTarget = append(sentOfTarget, e)
+			}
+		}
 		if i == 6000 {
 			// Mid-stream, once the victim owns partitions and has folded some of them.
 			for deadline := time.Now().Add(20 * time.Second); ; {
@@ -88,7 +120,7 @@ func TestScaleOutOverKafka(t *testing.T) {
 			}
 			procs[1].Process.Signal(syscall.SIGKILL)
 		}
-		body := loadgen.EncodeBody(events[i:i+400], false)
+		body := loadgen.EncodeBody(events[i:min(i+400, len(events))], false)
 		resp, err := http.Post("http://"+ingestAddr+"/v1/events", "application/x-ndjson", strings.NewReader(string(body)))
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("ingest batch %d: %v %v", i/400, err, resp.Status)
@@ -138,7 +170,9 @@ func TestScaleOutOverKafka(t *testing.T) {
 	defer elog.Close()
 	var entries []eventlog.Entry
 	for _, e := range events {
-		entries = append(entries, eventlog.Entry{ID: e.ID, Key: e.Reader, Value: e.Marshal()})
+		if e.Reader != target {
+			entries = append(entries, eventlog.Entry{ID: e.ID, Key: e.Reader, Value: e.Marshal()})
+		}
 	}
 	if _, err := elog.Append(context.Background(), entries); err != nil {
 		t.Fatal(err)
@@ -150,8 +184,105 @@ func TestScaleOutOverKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	if diff, err := state.Diff(got, ref); err != nil || diff != "" {
-		t.Fatalf("scaled-out state differs from one embedded process: %s %v", diff, err)
+		t.Fatalf("scaled-out state differs from one embedded process without the erased reader: %s %v", diff, err)
 	}
+	noCopyInTopic(t, cluster.ListenAddrs(), keysURL, target, passage)
+}
+
+// exportAndErase exports the reader through the ingest role, checks that the export holds exactly
+// the events sent for them, and erases them; the answer comes once the processor of their
+// partition carried the erasure out.
+func exportAndErase(t *testing.T, addr, reader string, sent []event.Event) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/v1/readers/" + reader + "/export")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("export: %v %v", err, resp.Status)
+	}
+	want := map[string]bool{}
+	for _, e := range sent {
+		want[e.ID] = true
+	}
+	got := map[string]bool{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		var line struct {
+			Kind  string      `json:"kind"`
+			Event event.Event `json:"event"`
+		}
+		json.Unmarshal(sc.Bytes(), &line)
+		if line.Kind != "event" || line.Event.Reader != reader || !want[line.Event.ID] {
+			t.Fatalf("the export holds what was not sent for %s: %s", reader, sc.Bytes())
+		}
+		got[line.Event.ID] = true
+	}
+	resp.Body.Close()
+	if len(got) != len(want) || len(want) == 0 {
+		t.Fatalf("export of %s: %d of the %d events sent", reader, len(got), len(want))
+	}
+	req, _ := http.NewRequest(http.MethodDelete, "http://"+addr+"/v1/readers/"+reader, nil)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"found":true`) {
+		t.Fatalf("erase %s: %d %s", reader, resp.StatusCode, body)
+	}
+}
+
+// noCopyInTopic reads every record of the topic: none holds the reader's id or passage in its
+// bytes, and none of them opens to an event of the reader with the keys that remain.
+func noCopyInTopic(t *testing.T, brokers []string, keysURL, reader, passage string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("events"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	keys, err := shred.OpenDirKeys(strings.TrimPrefix(keysURL, "dir://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shredder := shred.New(keys)
+	ctx := context.Background()
+	seen, erased := 0, 0
+	for {
+		// Until a poll finds nothing new for 3 seconds: the whole topic has been read.
+		pollCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		fetches := cl.PollFetches(pollCtx)
+		cancel()
+		if fetches.NumRecords() == 0 {
+			break
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			seen++
+			for _, h := range r.Headers {
+				r.Key = append(r.Key, h.Value...)
+			}
+			for _, secret := range []string{reader, passage} {
+				if bytes.Contains(r.Value, []byte(secret)) || bytes.Contains(r.Key, []byte(secret)) {
+					t.Fatalf("record %d/%d holds %q", r.Partition, r.Offset, secret)
+				}
+			}
+			opened, err := shredder.Open(ctx, r.Value)
+			if err != nil {
+				t.Fatalf("record %d/%d: %v", r.Partition, r.Offset, err)
+			}
+			if opened.Erased {
+				erased++
+			}
+			if opened.Event != nil {
+				if e, _ := event.Unmarshal(opened.Event); e.Reader == reader {
+					t.Fatalf("record %d/%d still opens to an event of the erased reader", r.Partition, r.Offset)
+				}
+			}
+		})
+	}
+	if erased == 0 {
+		t.Fatalf("read %d records and none was the erased reader's: the check proved nothing", seen)
+	}
+	t.Logf("%d records in the topic, %d of them the erased reader's and unreadable", seen, erased)
 }
 
 type lockedWriter struct {

@@ -140,6 +140,7 @@ func serve(args []string) error {
 	fs.StringVar(&cfg.Distributed.State, "state", "", "state for distributed roles: cassandra://host1,host2/keyspace or partitioned:///dir (one host)")
 	fs.StringVar(&cfg.Distributed.Group, "group", cfg.Distributed.Group, "Kafka consumer group of the processors")
 	fs.DurationVar(&cfg.Distributed.SessionTimeout, "group-session-timeout", cfg.Distributed.SessionTimeout, "how soon a dead processor's partitions move to the others")
+	fs.StringVar(&cfg.Distributed.Keys, "keys", "", "readers' keys for crypto-shredding in distributed mode: dir:///path (one host) or cassandra://host1,host2/keyspace; needed for export and erasure over Kafka")
 	fs.StringVar(&cfg.Archive, "archive", "", "where to archive the log as hourly Parquet: file:///dir or s3://bucket/prefix?endpoint=URL (default DATA_DIR/archive)")
 	fs.StringVar(&cfg.Models, "models", "", "object store of the model registry: file:///dir or s3://bucket/prefix?endpoint=URL (default DATA_DIR/models)")
 	fs.DurationVar(&cfg.ArchiveInterval, "archive-interval", cfg.ArchiveInterval, "archive this often (0: never)")
