@@ -33,7 +33,7 @@ func OpenDirKeys(dir string) (*DirKeys, error) {
 	return &DirKeys{dir: dir}, nil
 }
 
-func (d *DirKeys) keyPath(id string) string     { return filepath.Join(d.dir, "keys", id) }
+func (d *DirKeys) keyPath(id string) string      { return filepath.Join(d.dir, "keys", id) }
 func (d *DirKeys) readerPath(hash string) string { return filepath.Join(d.dir, "readers", hash) }
 
 // Get implements Keys.

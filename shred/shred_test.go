@@ -130,4 +130,3 @@ func BenchmarkOpen(b *testing.B) {
 }
 
 var benchEvent = []byte(`{"id":"g1-12345","type":"page","reader":"reader-000042","book":"book-00017","time":"2026-11-20T08:00:00.123Z","device":"kindle-paperwhite","page":42,"pages":300,"duration_ms":61000,"session":"reader-000042-s7"}`)
-
