@@ -3,10 +3,10 @@ package shred
 import (
 	"context"
 	"errors"
-	"fmt"
-	"time"
 
 	"github.com/gocql/gocql"
+
+	"github.com/dogear-dev/dogear/state"
 )
 
 // CassandraKeys keeps keys in Cassandra (tables shred_keys and reader_keys of
@@ -21,14 +21,9 @@ type CassandraKeys struct{ s *gocql.Session }
 
 // OpenCassandraKeys connects to the cluster; the keyspace and tables must exist.
 func OpenCassandraKeys(hosts []string, keyspace string) (*CassandraKeys, error) {
-	c := gocql.NewCluster(hosts...)
-	c.Keyspace = keyspace
-	c.Consistency = gocql.Quorum
-	c.SerialConsistency = gocql.Serial
-	c.Timeout = 10 * time.Second
-	s, err := c.CreateSession()
+	s, err := state.CassandraSession(hosts, keyspace)
 	if err != nil {
-		return nil, fmt.Errorf("cassandra %v/%s: %w", hosts, keyspace, err)
+		return nil, err
 	}
 	return &CassandraKeys{s: s}, nil
 }

@@ -144,14 +144,20 @@ func (s *Shredder) activeKey(ctx context.Context, reader string) (cachedKey, err
 	if err != nil {
 		return cachedKey{}, err
 	}
-	if c, err = newCached(k, s.CacheFor); err != nil {
+	return s.remember(s.active, reader, k, s.CacheFor)
+}
+
+// remember caches k under name in m (emptied when full: refilling costs a lookup per reader).
+func (s *Shredder) remember(m map[string]cachedKey, name string, k Key, ttl time.Duration) (cachedKey, error) {
+	c, err := newCached(k, ttl)
+	if err != nil {
 		return cachedKey{}, err
 	}
 	s.mu.Lock()
-	if len(s.active) >= maxCached {
-		clear(s.active)
+	if len(m) >= maxCached {
+		clear(m)
 	}
-	s.active[reader] = c
+	m[name] = c
 	s.mu.Unlock()
 	return c, nil
 }
@@ -224,16 +230,7 @@ func (s *Shredder) key(ctx context.Context, id string) (cachedKey, error) {
 	if err != nil {
 		return cachedKey{}, err
 	}
-	if c, err = newCached(k, 0); err != nil {
-		return cachedKey{}, err
-	}
-	s.mu.Lock()
-	if len(s.byID) >= maxCached {
-		clear(s.byID)
-	}
-	s.byID[id] = c
-	s.mu.Unlock()
-	return c, nil
+	return s.remember(s.byID, id, k, 0)
 }
 
 // Shred deletes a key whose marker was applied, and forgets it.

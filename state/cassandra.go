@@ -37,15 +37,26 @@ func ParseCassandraURL(u string) (hosts []string, keyspace string, err error) {
 
 // OpenCassandra connects to the cluster; the keyspace and tables must exist (schema.cql).
 func OpenCassandra(hosts []string, keyspace string) (*Cassandra, error) {
+	s, err := CassandraSession(hosts, keyspace)
+	if err != nil {
+		return nil, err
+	}
+	return &Cassandra{s: s}, nil
+}
+
+// CassandraSession connects to the keyspace the way every dogear table is used: QUORUM reads and
+// writes, SERIAL for lightweight transactions, 10 s timeouts.
+func CassandraSession(hosts []string, keyspace string) (*gocql.Session, error) {
 	c := gocql.NewCluster(hosts...)
 	c.Keyspace = keyspace
 	c.Consistency = gocql.Quorum
+	c.SerialConsistency = gocql.Serial
 	c.Timeout = 10 * time.Second
 	s, err := c.CreateSession()
 	if err != nil {
 		return nil, fmt.Errorf("cassandra %v/%s: %w", hosts, keyspace, err)
 	}
-	return &Cassandra{s: s}, nil
+	return s, nil
 }
 
 // group is a key's scan group: up to (not including) its second \x00.
