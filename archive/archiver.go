@@ -192,7 +192,8 @@ func (a *Archiver) chunk(ctx context.Context, p int) (int, bool, error) {
 	return rows, next < end, nil
 }
 
-// Run archives every interval until ctx ends.
+// Run archives every interval until ctx ends, and then once more (for at most FinalPass), so a
+// clean shutdown leaves the archive up to date with what was acknowledged.
 func (a *Archiver) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -202,11 +203,19 @@ func (a *Archiver) Run(ctx context.Context, interval time.Duration) {
 		}
 		select {
 		case <-ctx.Done():
+			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), FinalPass)
+			defer cancel()
+			if _, err := a.RunOnce(final); err != nil {
+				a.Logger.Warn("the final archive pass at shutdown did not finish; the rest is archived at the next start", "err", err)
+			}
 			return
 		case <-t.C:
 		}
 	}
 }
+
+// FinalPass bounds the archive pass at shutdown.
+const FinalPass = 30 * time.Second
 
 // EraseReader rewrites every archive file of the reader's partition without their rows (a file
 // left empty is deleted). Cursors are untouched: archived offsets stay archived.

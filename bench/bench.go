@@ -245,7 +245,7 @@ func kafkaIngest(ctx context.Context, opts Options, bodies [][]byte, run *Run) e
 func sendBodies(ctx context.Context, url string, opts Options, bodies [][]byte) (*loadgen.Result, error) {
 	i := 0
 	res, err := loadgen.Send(ctx, loadgen.SendConfig{URL: url, Batch: opts.Batch, Concurrency: opts.Concurrency, Gzip: opts.Gzip},
-		func() ([]byte, int) {
+		func(int) ([]byte, int) { // pre-encoded bodies of opts.Batch events each
 			if i >= len(bodies) {
 				return nil, 0
 			}

@@ -75,9 +75,10 @@ func EncodeBody(events []event.Event, gz bool) []byte {
 	return buf.Bytes()
 }
 
-// Send posts batches from next until the duration, event count or ctx ends. next returns the
-// body of the next batch and how many events it holds; it is called from one goroutine at a time.
-func Send(ctx context.Context, cfg SendConfig, next func() ([]byte, int)) (*Result, error) {
+// Send posts batches from next until the event count or ctx ends. next is asked for a batch of
+// n events (cfg.Batch, or fewer for the last one, so exactly MaxEvents are sent) and returns its
+// body and how many events it holds; it is called from one goroutine at a time.
+func Send(ctx context.Context, cfg SendConfig, next func(n int) ([]byte, int)) (*Result, error) {
 	if cfg.Duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
@@ -132,11 +133,15 @@ func Send(ctx context.Context, cfg SendConfig, next func() ([]byte, int)) (*Resu
 					}
 				}
 				nextMu.Lock()
-				if cfg.MaxEvents > 0 && sent.Load() >= cfg.MaxEvents {
+				want := cfg.Batch
+				if cfg.MaxEvents > 0 {
+					want = int(min(int64(want), cfg.MaxEvents-sent.Load()))
+				}
+				if want <= 0 {
 					nextMu.Unlock()
 					return
 				}
-				body, n := next()
+				body, n := next(want)
 				sent.Add(int64(n))
 				nextMu.Unlock()
 				if body == nil {

@@ -199,7 +199,11 @@ var segmentField = map[string]string{
 // convert maps one call to a dogear event, validated by the same rules as POST /v1/events.
 func (h *Handler) convert(raw json.RawMessage, call string, batchContext json.RawMessage, now time.Time) (event.Event, bool, *Refusal) {
 	if len(raw) > MaxMessageBytes {
-		return event.Event{}, false, &Refusal{Code: event.CodeTooLarge, Reason: fmt.Sprintf("call is %d bytes; Segment allows at most %d", len(raw), MaxMessageBytes)}
+		var id struct {
+			MessageID string `json:"messageId"`
+		}
+		json.Unmarshal(raw, &id) // so the client can tell which call it was
+		return event.Event{}, false, &Refusal{MessageID: id.MessageID, Code: event.CodeTooLarge, Reason: fmt.Sprintf("call is %d bytes; Segment allows at most %d", len(raw), MaxMessageBytes)}
 	}
 	var m message
 	if err := json.Unmarshal(raw, &m); err != nil {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/dogear-dev/dogear/archive"
 	"github.com/dogear-dev/dogear/ingest"
 	"github.com/dogear-dev/dogear/internal/servertest"
 	"github.com/dogear-dev/dogear/loadgen"
@@ -308,4 +310,34 @@ func sep(path string) string {
 		return "&"
 	}
 	return "?"
+}
+
+// A clean shutdown archives what was acknowledged since the archiver's last run.
+func TestShutdownFlushesTheArchive(t *testing.T) {
+	dir := t.TempDir()
+	srv, url := start(t, func(c *server.Config) { c.DataDir, c.ArchiveInterval = dir, time.Hour })
+	time.Sleep(100 * time.Millisecond) // the archiver's first run, on an empty log, is over
+	if r := post(t, url, []byte(ev("flush-1", "finish", "")+"\n"+ev("flush-2", "finish", "")), nil); r.status != 200 {
+		t.Fatalf("ingest: %d %v", r.status, r.body)
+	}
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	store, err := archive.Open(context.Background(), filepath.Join(dir, "archive"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := store.List(context.Background(), "dt=")
+	rows := 0
+	for _, f := range files {
+		data, _ := store.Get(context.Background(), f)
+		r, err := archive.Decode(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows += len(r)
+	}
+	if rows != 2 {
+		t.Fatalf("after a clean shutdown the archive holds %d of the 2 acknowledged events", rows)
+	}
 }

@@ -52,7 +52,11 @@ func commands() []command {
 }
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+	if len(os.Args) < 2 {
+		usage(os.Stderr)
+		os.Exit(2)
+	}
+	if isHelp(os.Args[1]) {
 		usage(os.Stdout)
 		return
 	}
@@ -71,6 +75,10 @@ func main() {
 	fmt.Fprintf(os.Stderr, "dogear: unknown command %q\n\n", os.Args[1])
 	usage(os.Stderr)
 	os.Exit(2)
+}
+
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "--help" || arg == "-help" || arg == "help"
 }
 
 func usage(w io.Writer) {
@@ -98,7 +106,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (flags go before nothing else; see --help)", fs.Arg(0))
+		return fmt.Errorf("unexpected argument %q: dogear %s takes flags only (see dogear %s --help)", fs.Arg(0), fs.Name(), fs.Name())
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -134,7 +142,7 @@ func serve(args []string) error {
 	fs.IntVar(&cfg.Ingest.MaxInFlight, "max-inflight", cfg.Ingest.MaxInFlight, "ingest requests processed at once; more get 429 with Retry-After")
 	fs.DurationVar(&cfg.TrainInterval, "train-interval", cfg.TrainInterval, "retrain the recommender this often (0: only on POST /v1/models/train)")
 	fs.StringVar(&cfg.KosyncRegistration, "kosync-registration", cfg.KosyncRegistration, "who may create kosync accounts from a device: auto (anyone in local-only mode, nobody when auth is on), open (anyone; with auth on they write to readers named kosync:USER) or closed; readers link accounts with POST /v1/readers/{id}/kosync")
-	roles := fs.String("roles", strings.Join(server.Roles, ","), "roles of this process: ingest, process, api (all: one embedded process); roles apart need --log and --state")
+	roles := fs.String("roles", strings.Join(server.Roles, ","), "roles of this process, from "+strings.Join(server.Roles, ", ")+" (all of them: one embedded process); roles apart need --log and --state")
 	fs.StringVar(&cfg.Distributed.Log, "log", "", "event log: empty for the embedded one, or kafka://broker1,broker2/topic")
 	mirrors := fs.String("mirror", "", "comma-separated topics holding mirrored copies of the log (MirrorMaker 2) that processors also consume")
 	fs.StringVar(&cfg.Distributed.State, "state", "", "state for distributed roles: cassandra://host1,host2/keyspace or partitioned:///dir (one host)")
@@ -277,8 +285,8 @@ func loadgenCmd(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	scfg.Progress = os.Stderr
-	res, err := loadgen.Send(ctx, scfg, func() ([]byte, int) {
-		return loadgen.EncodeBody(gen.Batch(scfg.Batch), scfg.Gzip), scfg.Batch
+	res, err := loadgen.Send(ctx, scfg, func(n int) ([]byte, int) {
+		return loadgen.EncodeBody(gen.Batch(n), scfg.Gzip), n
 	})
 	if err != nil {
 		return err
@@ -319,8 +327,13 @@ func writeNDJSON(gen *loadgen.Generator, path string, n int64) error {
 }
 
 func keysCmd(args []string) error {
+	const use = "usage: dogear keys create NAME | list | revoke ID|NAME [--data-dir DIR]"
+	if len(args) > 0 && isHelp(args[0]) {
+		fmt.Println(use + "\n\nWrite keys for event sources, stored hashed in DATA_DIR/keys.json; a running server sees changes on its next request.")
+		return nil
+	}
 	if len(args) == 0 {
-		return errors.New("usage: dogear keys create NAME | list | revoke ID|NAME [--data-dir DIR]")
+		return errors.New(use)
 	}
 	verb, rest := args[0], args[1:]
 	var arg string
@@ -399,8 +412,13 @@ func tokenCmd(args []string) error {
 }
 
 func importCmd(args []string) error {
+	const use = "usage: dogear import catalog|kindle|koreader PATH [flags]; see dogear import KIND --help"
+	if len(args) > 0 && isHelp(args[0]) {
+		fmt.Println(use + "\n\n  catalog FILE     book metadata (goodbooks-10k books.csv)\n  kindle EXPORT    a Kindle 'Request your data' export (folder or zip) as one reader's events\n  koreader FILE    KOReader's statistics.sqlite3 as one reader's page events")
+		return nil
+	}
 	if len(args) == 0 {
-		return errors.New("usage: dogear import catalog|kindle|koreader PATH [flags]; see dogear import KIND --help")
+		return errors.New(use)
 	}
 	kind, rest := args[0], args[1:]
 	var path string

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -44,10 +45,31 @@ func open(dir string, cacheBytes int64, disableWAL bool) (*pebble.DB, error) {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	db, err := pebble.Open(dir, opts)
+	if errors.Is(err, syscall.EAGAIN) {
+		return nil, fmt.Errorf("store %s is in use by %s: stop it first (dogear dump and rebuild need the server stopped; a running server exports through GET /v1/readers/{id}/export)", dir, lockHolder(dir))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
 	return db, nil
+}
+
+// lockHolder names the process that holds the store's LOCK file open, from /proc (Linux), or
+// says that another process does.
+func lockHolder(dir string) string {
+	lock, err := filepath.Abs(filepath.Join(dir, "LOCK"))
+	if err != nil {
+		return "another process"
+	}
+	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	for _, fd := range fds {
+		if target, err := os.Readlink(fd); err == nil && target == lock {
+			pid := strings.Split(fd, "/")[2]
+			cmd, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+			return fmt.Sprintf("process %s (%s)", pid, strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " ")))
+		}
+	}
+	return "another process"
 }
 
 // Rewrite makes deleted data physically gone: it copies every live key of db into a new store
