@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/dogear-dev/dogear/internal/atomicfile"
 )
@@ -27,15 +29,25 @@ type Book struct {
 	Authors       []string `json:"authors,omitempty"`
 	Year          int      `json:"year,omitempty"`
 	Language      string   `json:"language,omitempty"`
-	ISBN          string   `json:"isbn,omitempty"`
+	ISBN          string   `json:"isbn,omitempty"` // ISBN-10, which is also the Kindle ASIN of a printed book
+	ISBN13        string   `json:"isbn13,omitempty"`
 	Cover         string   `json:"cover_url,omitempty"`
 	AverageRating float64  `json:"average_rating,omitempty"`
 	Ratings       int64    `json:"ratings_count,omitempty"`
 }
 
-// Catalog is the set of known books, read-only once loaded.
+// Catalog is the set of known books. Merge changes it while the server runs; every reader sees
+// one whole version or the next, never a part.
 type Catalog struct {
-	books    map[string]*Book
+	idx atomic.Pointer[index]
+	mu  sync.Mutex // serialises Merge
+	dir string     // data directory Merge saves to; "" keeps it in memory
+}
+
+// index is one version of the catalog, read-only once built.
+type index struct {
+	list     []Book
+	books    map[string]*Book    // by id, and by every alias (ISBN-10, ISBN-13) not itself an id
 	byAuthor map[string][]string // author -> book ids, most rated first
 	popular  []string            // book ids by a damped average rating, best first
 	byTitle  map[string]string   // folded title -> book id (the most rated book with that title)
@@ -43,59 +55,170 @@ type Catalog struct {
 
 // New indexes books.
 func New(books []Book) *Catalog {
-	c := &Catalog{books: map[string]*Book{}, byAuthor: map[string][]string{}, byTitle: map[string]string{}}
+	c := &Catalog{}
+	c.idx.Store(build(books))
+	return c
+}
+
+func (c *Catalog) index() *index {
+	if c == nil {
+		return build(nil)
+	}
+	return c.idx.Load()
+}
+
+func build(books []Book) *index {
+	x := &index{list: books, books: map[string]*Book{}, byAuthor: map[string][]string{}, byTitle: map[string]string{}}
 	for i := range books {
 		b := &books[i]
-		c.books[b.ID] = b
-		if b.ISBN != "" {
-			if _, taken := c.books[b.ISBN]; !taken {
-				c.books[b.ISBN] = b // events may name a book by ISBN-10 (= its ASIN on Kindle)
-			}
-		}
-		c.popular = append(c.popular, b.ID)
+		x.books[b.ID] = b
+		x.popular = append(x.popular, b.ID)
 		for _, a := range b.Authors {
-			c.byAuthor[a] = append(c.byAuthor[a], b.ID)
+			x.byAuthor[a] = append(x.byAuthor[a], b.ID)
+		}
+	}
+	// Events may name a book by ISBN-10 (= its ASIN on Kindle) or ISBN-13: aliases of its id,
+	// unless another book has that id.
+	for i := range books {
+		for _, alias := range books[i].aliases() {
+			if _, taken := x.books[alias]; !taken {
+				x.books[alias] = &books[i]
+			}
 		}
 	}
 	// A damped mean (an average pulled towards 3.5 by 1000 phantom ratings) ranks a 4.4 with two
 	// million ratings above a 4.9 with ten.
 	score := func(id string) float64 {
-		b := c.books[id]
+		b := x.books[id]
 		return (b.AverageRating*float64(b.Ratings) + 3.5*1000) / (float64(b.Ratings) + 1000)
 	}
-	sort.SliceStable(c.popular, func(i, j int) bool { return score(c.popular[i]) > score(c.popular[j]) })
-	for _, id := range c.popular {
-		b := c.books[id]
+	sort.SliceStable(x.popular, func(i, j int) bool { return score(x.popular[i]) > score(x.popular[j]) })
+	for _, id := range x.popular {
+		b := x.books[id]
 		for _, t := range []string{foldTitle(b.Title), foldTitle(stripSeries(b.Title))} {
-			if _, taken := c.byTitle[t]; !taken && t != "" {
-				c.byTitle[t] = id
+			if _, taken := x.byTitle[t]; !taken && t != "" {
+				x.byTitle[t] = id
 			}
 		}
 	}
-	for a, ids := range c.byAuthor {
-		sort.SliceStable(ids, func(i, j int) bool { return c.books[ids[i]].Ratings > c.books[ids[j]].Ratings })
-		c.byAuthor[a] = ids
+	for a, ids := range x.byAuthor {
+		sort.SliceStable(ids, func(i, j int) bool { return x.books[ids[i]].Ratings > x.books[ids[j]].Ratings })
+		x.byAuthor[a] = ids
 	}
-	return c
+	return x
 }
 
-// Book returns the entry for an id or ISBN.
-func (c *Catalog) Book(id string) (*Book, bool) {
-	if c == nil {
-		return nil, false
+// aliases are the other names events may give the book.
+func (b *Book) aliases() []string {
+	var out []string
+	for _, a := range []string{b.ISBN, b.ISBN13} {
+		if a != "" && a != b.ID {
+			out = append(out, a)
+		}
 	}
-	b, ok := c.books[id]
-	return b, ok
+	return out
 }
+
+// Book returns the entry for an id or an alias (ISBN-10, ISBN-13, written with or without
+// hyphens and spaces).
+func (c *Catalog) Book(id string) (*Book, bool) {
+	x := c.index()
+	if b, ok := x.books[id]; ok {
+		return b, true
+	}
+	if n := normalizeISBN(id); n != id {
+		b, ok := x.books[n]
+		return b, ok
+	}
+	return nil, false
+}
+
+// Canonical is the catalog id of the book an event names by id or alias, or the name itself when
+// the catalog does not know it. Processors fold events under it, so that a book named by its
+// ISBN and by its catalog id is one book.
+func (c *Catalog) Canonical(id string) string {
+	if b, ok := c.Book(id); ok {
+		return b.ID
+	}
+	return id
+}
+
+// ISBN13 is the ISBN-13 of an ISBN-10 (978, its first nine digits, a new check digit), or ""
+// when isbn10 is not one.
+func ISBN13(isbn10 string) string {
+	isbn10 = normalizeISBN(isbn10)
+	if len(isbn10) != 10 || strings.Trim(isbn10[:9], "0123456789") != "" {
+		return ""
+	}
+	digits := "978" + isbn10[:9]
+	sum := 0
+	for i, d := range digits {
+		w := 1
+		if i%2 == 1 {
+			w = 3
+		}
+		sum += int(d-'0') * w
+	}
+	return digits + strconv.Itoa((10-sum%10)%10)
+}
+
+// normalizeISBN drops the hyphens and spaces ISBNs are often written with, and upper-cases the
+// check digit X.
+func normalizeISBN(s string) string {
+	if !strings.ContainsAny(s, "- x") {
+		return s
+	}
+	return strings.ToUpper(strings.NewReplacer("-", "", " ", "").Replace(s))
+}
+
+// Merge adds books to the catalog, saves it when it has a data directory, and makes it the one
+// every reader sees. A book whose id the catalog has is replaced when replace is set and kept
+// otherwise; one whose id is another book's alias is left out when replace is not set (a Kindle
+// ASIN that is an ISBN the catalog knows already names that book).
+func (c *Catalog) Merge(books []Book, replace bool) (added, replaced int, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cur := c.index()
+	pos := make(map[string]int, len(cur.list))
+	list := append(make([]Book, 0, len(cur.list)+len(books)), cur.list...)
+	for i, b := range list {
+		pos[b.ID] = i
+	}
+	for _, b := range books {
+		i, known := pos[b.ID]
+		_, alias := cur.books[b.ID]
+		switch {
+		case known && replace:
+			list[i] = b
+			replaced++
+		case known || alias:
+		default:
+			pos[b.ID] = len(list)
+			list = append(list, b)
+			added++
+		}
+	}
+	if added+replaced == 0 {
+		return 0, 0, nil
+	}
+	if c.dir != "" {
+		if err := Save(c.dir, list); err != nil {
+			return 0, 0, err
+		}
+	}
+	c.idx.Store(build(list))
+	return added, replaced, nil
+}
+
+// Books lists every book.
+func (c *Catalog) Books() []Book { return c.index().list }
 
 // FindTitle finds a book by its title, ignoring case, spacing and a trailing series note such
 // as "(The Hunger Games, #1)".
 func (c *Catalog) FindTitle(title string) (string, bool) {
-	if c == nil {
-		return "", false
-	}
+	x := c.index()
 	for _, t := range []string{foldTitle(title), foldTitle(stripSeries(title))} {
-		if id, ok := c.byTitle[t]; ok {
+		if id, ok := x.byTitle[t]; ok {
 			return id, true
 		}
 	}
@@ -120,28 +243,13 @@ func (c *Catalog) Title(id string) string {
 }
 
 // Popular lists catalog books, best-rated with many ratings first.
-func (c *Catalog) Popular() []string {
-	if c == nil {
-		return nil
-	}
-	return c.popular
-}
+func (c *Catalog) Popular() []string { return c.index().popular }
 
 // ByAuthor lists an author's books, most rated first.
-func (c *Catalog) ByAuthor(author string) []string {
-	if c == nil {
-		return nil
-	}
-	return c.byAuthor[author]
-}
+func (c *Catalog) ByAuthor(author string) []string { return c.index().byAuthor[author] }
 
 // Len is the number of books.
-func (c *Catalog) Len() int {
-	if c == nil {
-		return 0
-	}
-	return len(c.popular)
-}
+func (c *Catalog) Len() int { return len(c.index().list) }
 
 // Report says what an import read and skipped, by reason.
 type Report struct {
@@ -213,6 +321,13 @@ func ReadGoodbooks(r io.Reader) ([]Book, Report, error) {
 			// Spreadsheets drop ISBN-10's leading zeros; restore them.
 			b.ISBN = strings.Repeat("0", 10-len(isbn)) + isbn
 		}
+		// goodbooks writes isbn13 as a float (9.78043902348e+12) that has lost its last digits;
+		// an ISBN-13 written whole is taken, else it is derived from the ISBN-10.
+		if isbn13 := get(rec, "isbn13"); len(isbn13) == 13 && strings.Trim(isbn13, "0123456789") == "" {
+			b.ISBN13 = isbn13
+		} else {
+			b.ISBN13 = ISBN13(b.ISBN)
+		}
 		b.AverageRating, _ = strconv.ParseFloat(get(rec, "average_rating"), 64)
 		b.Ratings, _ = strconv.ParseInt(get(rec, "ratings_count"), 10, 64)
 		books = append(books, b)
@@ -237,10 +352,21 @@ func Save(dataDir string, books []Book) error {
 }
 
 // Load reads the catalog of a data directory; a directory without one has an empty catalog.
+// Merges are saved there.
 func Load(dataDir string) (*Catalog, error) {
+	books, err := readFile(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	c := New(books)
+	c.dir = dataDir
+	return c, nil
+}
+
+func readFile(dataDir string) ([]Book, error) {
 	f, err := os.Open(filepath.Join(dataDir, FileName))
 	if errors.Is(err, os.ErrNotExist) {
-		return New(nil), nil
+		return nil, nil
 	}
 	if err != nil {
 		return nil, err
@@ -257,5 +383,5 @@ func Load(dataDir string) (*Catalog, error) {
 		}
 		books = append(books, b)
 	}
-	return New(books), nil
+	return books, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"math"
+	"net/http"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -72,11 +73,11 @@ func TestKindleImport(t *testing.T) {
 	dir := t.TempDir()
 	kindleExport(t, dir)
 	sink := &importer.HTTPSink{Client: ingest.Client{URL: url + "/v1/events"}}
-	sum, err := importer.Kindle(context.Background(), dir, "ann", sink, nil)
+	sum, _, err := importer.Kindle(context.Background(), dir, importer.Options{Reader: "ann"}, sink, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Rows != 8 || sum.Events != 4 || sum.Skipped["reading session without ASIN"] != 1 ||
+	if sum.Rows != 8 || sum.Events != 4 || sum.Duplicates != 0 || sum.Skipped["reading session without ASIN"] != 1 ||
 		sum.Skipped["reading session with unreadable start_timestamp"] != 1 ||
 		sum.Skipped["highlight action Delete (not a new highlight)"] != 1 ||
 		sum.Skipped["completed title with unreadable asin_date_and_content_type"] != 1 {
@@ -92,9 +93,9 @@ func TestKindleImport(t *testing.T) {
 	// The same export as a zip, imported again: the same ids, so nothing changes.
 	zipPath := filepath.Join(t.TempDir(), "Kindle.zip")
 	zipDir(t, dir, zipPath)
-	sum, err = importer.Kindle(context.Background(), zipPath, "ann", sink, nil)
-	if err != nil || sum.Events != 4 {
-		t.Fatalf("zip import: %v\n%s", err, sum)
+	sum, _, err = importer.Kindle(context.Background(), zipPath, importer.Options{Reader: "ann"}, sink, nil)
+	if err != nil || sum.Events != 4 || sum.Duplicates != 4 || !strings.Contains(sum.String(), "0 new, 4 already stored") {
+		t.Fatalf("zip import, a repeat of the first: %v\n%s", err, sum)
 	}
 	servertest.WaitProcessed(t, srv)
 	if again := books(t, url, "ann")["B000FA5SHK"]; again.ReadingMinutes != moby.ReadingMinutes || again.Highlights != moby.Highlights {
@@ -172,13 +173,20 @@ func koreaderDB(t *testing.T, path string) {
 	}
 	db.Exec(`INSERT INTO page_stat_data VALUES (3, 1, ?, 10, 100)`, at+1)   // a book missing from book
 	db.Exec(`INSERT INTO page_stat_data VALUES (2, 500, ?, 10, 180)`, at+2) // a page beyond the book, which KOReader counts
+	// Page 0, as real files hold: on a layout of the book's own length, and of another; and a
+	// book read only on page 0.
+	db.Exec(`INSERT INTO page_stat_data VALUES (1, 0, ?, 95, 412)`, at+3)
+	db.Exec(`INSERT INTO page_stat_data VALUES (1, 0, ?, 41, 650)`, at+4)
+	db.Exec(`INSERT INTO book (id, title, authors, pages, md5) VALUES (4, 'Ulysses', 'James Joyce', 730, 'cccc3333')`)
+	db.Exec(`INSERT INTO page_stat_data VALUES (4, 0, ?, 300, 730)`, at+5)
 }
 
 func TestKOReaderImportMatchesKOReaderStatistics(t *testing.T) {
 	srv, url := servertest.Start(t, nil)
 	path := filepath.Join(t.TempDir(), "statistics.sqlite3")
 	koreaderDB(t, path)
-	sum, err := importer.KOReader(context.Background(), path, "bob", &importer.HTTPSink{Client: ingest.Client{URL: url + "/v1/events"}}, nil)
+	sink := &importer.HTTPSink{Client: ingest.Client{URL: url + "/v1/events"}}
+	sum, err := importer.KOReader(context.Background(), path, importer.Options{Reader: "bob"}, sink, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +196,8 @@ func TestKOReaderImportMatchesKOReaderStatistics(t *testing.T) {
 	servertest.WaitProcessed(t, srv)
 	got := books(t, url, "bob")
 
-	// What KOReader's own statistics say, from its page_stat view over the same file.
+	// What KOReader holds in the same file: every second of page_stat_data, and the distinct
+	// pages of its page_stat view (page 0, which names no page, aside).
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
@@ -197,9 +206,12 @@ func TestKOReaderImportMatchesKOReaderStatistics(t *testing.T) {
 	for _, b := range []struct {
 		id  int
 		md5 string
-	}{{1, "aaaa1111"}, {2, "bbbb2222"}} {
+	}{{1, "aaaa1111"}, {2, "bbbb2222"}, {4, "cccc3333"}} {
 		var seconds, pages int64
-		if err := db.QueryRow(`SELECT sum(duration), count(DISTINCT page) FROM page_stat WHERE id_book = ?`, b.id).Scan(&seconds, &pages); err != nil {
+		if err := db.QueryRow(`SELECT sum(duration) FROM page_stat_data WHERE id_book = ?`, b.id).Scan(&seconds); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.QueryRow(`SELECT count(DISTINCT page) FROM page_stat WHERE id_book = ? AND page >= 1`, b.id).Scan(&pages); err != nil {
 			t.Fatal(err)
 		}
 		g := got[b.md5]
@@ -207,8 +219,37 @@ func TestKOReaderImportMatchesKOReaderStatistics(t *testing.T) {
 			t.Fatalf("book %s: dogear %v min, %d pages; KOReader %d s, %d pages", b.md5, g.ReadingMinutes, g.PagesRead, seconds, pages)
 		}
 	}
+	// And per day, every second too.
+	daily, err := db.Query(`SELECT date(start_time, 'unixepoch'), sum(duration) FROM page_stat_data WHERE id_book IN (1, 2, 4) GROUP BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perDay := map[string]float64{}
+	for daily.Next() {
+		var day string
+		var seconds float64
+		daily.Scan(&day, &seconds)
+		perDay[day] = seconds / 60
+	}
+	daily.Close()
+	var ins struct {
+		Days []struct {
+			Date    string  `json:"date"`
+			Minutes float64 `json:"minutes"`
+		} `json:"reading_by_day"`
+	}
+	servertest.GetJSON(t, url+"/v1/readers/bob/insights?days=30&as_of=2026-09-20T00:00:00Z", &ins)
+	for _, d := range ins.Days {
+		if math.Abs(d.Minutes-perDay[d.Date]) > 0.01 {
+			t.Fatalf("%s: dogear %v min, KOReader %v min", d.Date, d.Minutes, perDay[d.Date])
+		}
+		delete(perDay, d.Date)
+	}
+	if len(perDay) > 0 {
+		t.Fatalf("days KOReader has and dogear does not show: %v", perDay)
+	}
 	// Importing the same file again changes nothing.
-	if _, err := importer.KOReader(context.Background(), path, "bob", &importer.HTTPSink{Client: ingest.Client{URL: url + "/v1/events"}}, nil); err != nil {
+	if _, err := importer.KOReader(context.Background(), path, importer.Options{Reader: "bob"}, sink, nil); err != nil {
 		t.Fatal(err)
 	}
 	servertest.WaitProcessed(t, srv)
@@ -222,8 +263,122 @@ func TestKOReaderRefusesOtherDatabases(t *testing.T) {
 	db, _ := sql.Open("sqlite", path)
 	db.Exec(`CREATE TABLE book (id integer)`)
 	db.Close()
-	_, err := importer.KOReader(context.Background(), path, "bob", &importer.HTTPSink{Client: ingest.Client{URL: "http://127.0.0.1:1"}}, nil)
+	_, err := importer.KOReader(context.Background(), path, importer.Options{Reader: "bob"}, &importer.HTTPSink{Client: ingest.Client{URL: "http://127.0.0.1:1"}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "no page_stat_data table") {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+// A database with a damaged page imports nothing, names the file, and leaves no --out file.
+func TestKOReaderDamagedFileImportsNothing(t *testing.T) {
+	srv, url := servertest.Start(t, nil)
+	path := filepath.Join(t.TempDir(), "statistics.sqlite3")
+	koreaderDB(t, path)
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) < 8*4096 {
+		t.Fatalf("fixture too small to damage a middle page: %d bytes, %v", len(b), err)
+	}
+	for i := 5 * 4096; i < 6*4096; i++ {
+		b[i] = 0xA5
+	}
+	os.WriteFile(path, b, 0o644)
+
+	_, err = importer.KOReader(context.Background(), path, importer.Options{Reader: "bob"}, &importer.HTTPSink{Client: ingest.Client{URL: url + "/v1/events"}}, nil)
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "damaged") {
+		t.Fatalf("err = %v, want the file named and the damage said", err)
+	}
+	servertest.WaitProcessed(t, srv)
+	var stats struct {
+		Totals struct{ Events int } `json:"totals"`
+	}
+	servertest.GetJSON(t, url+"/v1/stats", &stats)
+	if stats.Totals.Events != 0 {
+		t.Fatalf("%d events were sent from a damaged file", stats.Totals.Events)
+	}
+	out := filepath.Join(t.TempDir(), "events.ndjson")
+	sink, _ := importer.NewFileSink(out)
+	if _, err := importer.KOReader(context.Background(), path, importer.Options{Reader: "bob"}, sink, nil); err == nil {
+		t.Fatal("no error writing a damaged file to --out")
+	}
+	sink.Abort()
+	if entries, _ := os.ReadDir(filepath.Dir(out)); len(entries) != 0 {
+		t.Fatalf("a failed import left %v behind", entries[0].Name())
+	}
+}
+
+// --tz puts imported history in the reader's zone: a session at 23:30 UTC is on the next day in
+// Berlin.
+func TestImportTimeZone(t *testing.T) {
+	srv, url := servertest.Start(t, nil)
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "Kindle.Devices.ReadingSession", "Kindle.Devices.ReadingSession.csv"),
+		"ASIN,start_timestamp,end_timestamp,total_reading_millis\nB000FA5SHK,2026-10-01T23:30:00Z,2026-10-01T23:50:00Z,1200000\n")
+	sink := &importer.HTTPSink{Client: ingest.Client{URL: url + "/v1/events"}}
+	if _, _, err := importer.Kindle(context.Background(), dir, importer.Options{Reader: "ann", TZ: "Europe/Berlin"}, sink, nil); err != nil {
+		t.Fatal(err)
+	}
+	servertest.WaitProcessed(t, srv)
+	var ins struct {
+		TZ   string `json:"time_zone"`
+		Days []struct {
+			Date    string  `json:"date"`
+			Minutes float64 `json:"minutes"`
+		} `json:"reading_by_day"`
+	}
+	servertest.GetJSON(t, url+"/v1/readers/ann/insights?days=3&as_of=2026-10-03T12:00:00Z", &ins)
+	if ins.TZ != "Europe/Berlin" || len(ins.Days) != 3 || ins.Days[1].Date != "2026-10-02" || ins.Days[1].Minutes != 20 {
+		t.Fatalf("insights after an import with --tz Europe/Berlin: %+v", ins)
+	}
+	zone, err := importer.ServerOf(url+"/v1/events", "").ReaderZone(context.Background(), "ann")
+	if err != nil || zone != "Europe/Berlin" {
+		t.Fatalf("the zone a later import defaults to: %q %v", zone, err)
+	}
+}
+
+// A Kindle export's Digital Items.csv names its books: the titles reach the catalog of the
+// running server and the recommendations response, with no restart.
+func TestKindleTitlesReachRecommendations(t *testing.T) {
+	srv, url := servertest.Start(t, nil)
+	dir := t.TempDir()
+	kindleExport(t, dir)
+	write(t, filepath.Join(dir, "Your Orders", "Digital-Ordering.1", "Digital Items.csv"), "\ufeff"+
+		"ASIN,ProductName,OrderId,Title,Authors\n"+
+		"B000FA5SHK,Moby Dick,D01-1,Moby-Dick; or The Whale,Herman Melville\n"+
+		"B0OTHER001,The Old Man and the Sea,D01-2,The Old Man and the Sea,Ernest Hemingway\n")
+	sink := &importer.HTTPSink{Client: ingest.Client{URL: url + "/v1/events"}}
+	sum, titles, err := importer.Kindle(context.Background(), dir, importer.Options{Reader: "ann"}, sink, nil)
+	if err != nil || sum.Titles != 2 || len(titles) != 2 {
+		t.Fatalf("titles: %v %+v\n%s", err, titles, sum)
+	}
+	res, err := importer.ServerOf(url+"/v1/events", "").PostCatalog(context.Background(), titles, false)
+	if err != nil || res.Added != 2 {
+		t.Fatalf("catalog: %+v %v", res, err)
+	}
+	// Another reader read both books, so ann is recommended the one she has not read.
+	var b strings.Builder
+	for i, book := range []string{"B000FA5SHK", "B0OTHER001"} {
+		b.WriteString(`{"id":"o` + string(rune('0'+i)) + `","type":"finish","reader":"cy","book":"` + book + `","time":"2026-10-01T10:00:00Z"}` + "\n")
+	}
+	resp, err := http.Post(url+"/v1/events", "application/x-ndjson", strings.NewReader(b.String()))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("other reader: %v %v", err, resp.Status)
+	}
+	resp.Body.Close()
+	servertest.WaitProcessed(t, srv)
+	if _, err := srv.Trainer().TrainOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var recs struct {
+		Items []struct {
+			Book  string `json:"book"`
+			Title string `json:"title"`
+		} `json:"items"`
+	}
+	servertest.GetJSON(t, url+"/v1/readers/ann/recommendations?n=5", &recs)
+	for _, it := range recs.Items {
+		if it.Book == "B0OTHER001" && it.Title == "The Old Man and the Sea" {
+			return
+		}
+	}
+	t.Fatalf("the export's title is not in ann's recommendations: %+v", recs)
 }

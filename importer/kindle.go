@@ -10,10 +10,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/dogear-dev/dogear/catalog"
 	"github.com/dogear-dev/dogear/internal/progress"
 )
 
@@ -23,6 +25,8 @@ const (
 	kindleHighlights = "Kindle.Devices.kindleHighlightActions_v1.csv"
 	kindleCompleted  = "Kindle.UserUniqueTitlesCompleted.csv"
 	kindleWhisper    = "whispersync.csv"
+	// Under Your Orders/Digital-Ordering.1/: every digital item bought, by ASIN, with its title.
+	kindleDigitalItems = "Digital Items.csv"
 )
 
 // exportFile is one CSV of the export, found in a folder or a zip.
@@ -34,7 +38,7 @@ type exportFile struct {
 
 // findKindleFiles lists the export's CSVs we know, wherever they sit in the tree.
 func findKindleFiles(path string) (map[string]exportFile, func() error, error) {
-	wanted := map[string]bool{kindleSessions: true, kindleHighlights: true, kindleCompleted: true, kindleWhisper: true}
+	wanted := map[string]bool{kindleSessions: true, kindleHighlights: true, kindleCompleted: true, kindleWhisper: true, kindleDigitalItems: true}
 	found := map[string]exportFile{}
 	info, err := os.Stat(path)
 	if err != nil {
@@ -120,25 +124,39 @@ func parseTime(s string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// Kindle imports a Kindle data export (folder or .zip) as the reader's events.
-func Kindle(ctx context.Context, path, reader string, sink Sink, bar *progress.Bar) (*Summary, error) {
+// Kindle imports a Kindle data export (folder or .zip) as the reader's events, and returns the
+// titles (and authors) that Digital Items.csv gives its ASINs, for the catalog. The export is read
+// whole before anything is sent; every error names the file.
+func Kindle(ctx context.Context, path string, opts Options, sink Sink, bar *progress.Bar) (*Summary, []catalog.Book, error) {
+	b := newBuilder(opts)
+	titles, err := readKindle(path, b, bar)
+	if err != nil {
+		return b.sum, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	b.sum.Titles = len(titles)
+	sum, err := b.send(ctx, sink)
+	return sum, titles, err
+}
+
+func readKindle(path string, b *builder, bar *progress.Bar) ([]catalog.Book, error) {
 	files, closeFiles, err := findKindleFiles(path)
 	if err != nil {
 		return nil, err
 	}
 	defer closeFiles()
 	if len(files) == 0 {
-		return nil, fmt.Errorf("%s holds none of %s, %s, %s: is it a Kindle data export?", path, kindleSessions, kindleHighlights, kindleCompleted)
+		return nil, fmt.Errorf("holds none of %s, %s, %s: is it a Kindle data export?", kindleSessions, kindleHighlights, kindleCompleted)
 	}
-	b := &builder{reader: reader, sink: sink, sum: newSummary(), now: time.Now()}
+	titles := map[string]catalog.Book{}
 	handlers := []struct {
 		file string
-		row  func(ctx context.Context, row map[string]string) error
+		row  func(row map[string]string)
 	}{
 		{kindleSessions, b.kindleSession},
 		{kindleHighlights, b.kindleHighlight},
 		{kindleCompleted, b.kindleCompleted},
 		{kindleWhisper, b.kindleWhispersync},
+		{kindleDigitalItems, func(row map[string]string) { kindleTitle(row, titles, b.sum) }},
 	}
 	for _, h := range handlers {
 		f, ok := files[h.file]
@@ -147,44 +165,73 @@ func Kindle(ctx context.Context, path, reader string, sink Sink, bar *progress.B
 		}
 		rc, err := f.open()
 		if err != nil {
-			return b.sum, err
+			return nil, err
 		}
 		cr := &countingReader{r: rc, report: bar.Phase(h.file), total: f.size}
-		err = csvRows(cr, b.sum, func(row map[string]string) error { return h.row(ctx, row) })
+		err = csvRows(cr, b.sum, func(row map[string]string) error { h.row(row); return nil })
 		rc.Close()
 		if err != nil {
-			return b.sum, fmt.Errorf("%s: %w", f.name, err)
+			return nil, fmt.Errorf("%s: %w", f.name, err)
 		}
 	}
 	bar.Done()
-	if err := b.flush(ctx); err != nil {
-		return b.sum, err
+	out := make([]catalog.Book, 0, len(titles))
+	for _, t := range titles {
+		out = append(out, t)
 	}
-	return b.sum, sink.Close()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
 }
 
-func (b *builder) kindleSession(ctx context.Context, row map[string]string) error {
+// kindleTitle reads one row of Digital Items.csv: an ASIN with its title and, where the export
+// has them, authors. Column names vary between exports, so each is looked up by a few names.
+func kindleTitle(row map[string]string, titles map[string]catalog.Book, sum *Summary) {
+	pick := func(names ...string) string {
+		for _, n := range names {
+			for k, v := range row {
+				if strings.EqualFold(strings.ReplaceAll(k, " ", ""), n) && !notAvailable(v) {
+					return v
+				}
+			}
+		}
+		return ""
+	}
+	asin, title := pick("ASIN"), pick("Title", "ProductName")
+	if asin == "" || title == "" {
+		sum.skip("digital item without ASIN or title")
+		return
+	}
+	book := catalog.Book{ID: asin, Title: title}
+	for _, a := range strings.Split(pick("Authors", "Author", "Contributors", "Creator"), ";") {
+		if a = strings.TrimSpace(a); a != "" {
+			book.Authors = append(book.Authors, a)
+		}
+	}
+	titles[asin] = book
+}
+
+func (b *builder) kindleSession(row map[string]string) {
 	asin := row["ASIN"]
 	if notAvailable(asin) {
 		b.sum.skip("reading session without ASIN")
-		return nil
+		return
 	}
 	start, ok := parseTime(row["start_timestamp"])
 	if !ok {
 		b.sum.skip("reading session with unreadable start_timestamp")
-		return nil
+		return
 	}
 	ms, err := strconv.ParseInt(row["total_reading_millis"], 10, 64)
 	if err != nil || ms <= 0 {
 		end, ok := parseTime(row["end_timestamp"])
 		if !ok || !end.After(start) {
 			b.sum.skip("reading session without duration (total_reading_millis and end_timestamp missing)")
-			return nil
+			return
 		}
 		ms = end.Sub(start).Milliseconds()
 	}
 	fields := map[string]any{
-		"id":   stableID("kindle", b.reader, "session", asin, row["start_timestamp"], row["end_timestamp"], row["device_serial_number"]),
+		"id":   stableID("kindle", b.opts.Reader, "session", asin, row["start_timestamp"], row["end_timestamp"], row["device_serial_number"]),
 		"type": "session", "book": asin, "time": start.Format(time.RFC3339Nano), "duration_ms": ms,
 		"props": map[string]any{"source": "kindle-export", "content_type": row["content_type"]},
 	}
@@ -194,24 +241,24 @@ func (b *builder) kindleSession(ctx context.Context, row map[string]string) erro
 	if d := row["device_family"]; !notAvailable(d) {
 		fields["device"] = d
 	}
-	return b.add(ctx, fields)
+	b.add(fields)
 }
 
-func (b *builder) kindleHighlight(ctx context.Context, row map[string]string) error {
+func (b *builder) kindleHighlight(row map[string]string) {
 	asin := row["ASIN"]
 	if notAvailable(asin) {
 		b.sum.skip("highlight without ASIN")
-		return nil
+		return
 	}
 	action := strings.ToLower(row["action"])
 	if strings.Contains(action, "delete") || strings.Contains(action, "remove") {
 		b.sum.skip("highlight action " + row["action"] + " (not a new highlight)")
-		return nil
+		return
 	}
 	at, ok := parseTime(row["created_timestamp"])
 	if !ok {
 		b.sum.skip("highlight with unreadable created_timestamp")
-		return nil
+		return
 	}
 	props := map[string]any{"source": "kindle-export", "kindle_action": row["action"]}
 	if w, err := strconv.Atoi(row["number_of_words_in_highlight"]); err == nil {
@@ -221,29 +268,29 @@ func (b *builder) kindleHighlight(ctx context.Context, row map[string]string) er
 		props["color"] = c
 	}
 	// The export does not include the highlighted text: the highlight counts, without a passage.
-	return b.add(ctx, map[string]any{
-		"id":   stableID("kindle", b.reader, "highlight", asin, row["created_timestamp"], row["action"], row["number_of_words_in_highlight"]),
+	b.add(map[string]any{
+		"id":   stableID("kindle", b.opts.Reader, "highlight", asin, row["created_timestamp"], row["action"], row["number_of_words_in_highlight"]),
 		"type": "highlight", "book": asin, "time": at.Format(time.RFC3339Nano), "props": props,
 	})
 }
 
 // kindleCompleted reads rows like asin_date_and_content_type = "B00ABC1234_2025-01-01_AUTOMATIC".
-func (b *builder) kindleCompleted(ctx context.Context, row map[string]string) error {
+func (b *builder) kindleCompleted(row map[string]string) {
 	key := row["asin_date_and_content_type"]
 	parts := strings.Split(key, "_")
 	if len(parts) < 3 {
 		b.sum.skip("completed title with unreadable asin_date_and_content_type")
-		return nil
+		return
 	}
 	asin := strings.Join(parts[:len(parts)-2], "_")
 	day, err := time.Parse("2006-01-02", parts[len(parts)-2])
 	if err != nil || notAvailable(asin) {
 		b.sum.skip("completed title with unreadable asin_date_and_content_type")
-		return nil
+		return
 	}
 	// Only the date is known; noon UTC keeps it on that calendar date in most time zones.
-	return b.add(ctx, map[string]any{
-		"id": stableID("kindle", b.reader, "finish", key), "type": "finish", "book": asin,
+	b.add(map[string]any{
+		"id": stableID("kindle", b.opts.Reader, "finish", key), "type": "finish", "book": asin,
 		"time":  day.Add(12 * time.Hour).Format(time.RFC3339),
 		"props": map[string]any{"source": "kindle-export", "completion": parts[len(parts)-1], "title": row["product_name"]},
 	})
@@ -251,7 +298,7 @@ func (b *builder) kindleCompleted(ctx context.Context, row map[string]string) er
 
 // kindleWhispersync reads Whispersync annotations: highlights and notes become highlights,
 // bookmarks bookmarks; reading-position records carry no location dogear can use.
-func (b *builder) kindleWhispersync(ctx context.Context, row map[string]string) error {
+func (b *builder) kindleWhispersync(row map[string]string) {
 	asin := row["ASIN"]
 	kind := strings.ToLower(row["Annotation Type"])
 	var typ string
@@ -262,11 +309,11 @@ func (b *builder) kindleWhispersync(ctx context.Context, row map[string]string) 
 		typ = "bookmark"
 	default:
 		b.sum.skip("whispersync " + row["Annotation Type"] + " (no location to import)")
-		return nil
+		return
 	}
 	if notAvailable(asin) {
 		b.sum.skip("whispersync annotation without ASIN")
-		return nil
+		return
 	}
 	when := row["Customer modified date on device"]
 	if notAvailable(when) {
@@ -275,10 +322,10 @@ func (b *builder) kindleWhispersync(ctx context.Context, row map[string]string) 
 	at, ok := parseTime(when)
 	if !ok {
 		b.sum.skip("whispersync annotation with unreadable date")
-		return nil
+		return
 	}
-	return b.add(ctx, map[string]any{
-		"id":   stableID("kindle", b.reader, "whispersync", asin, kind, when),
+	b.add(map[string]any{
+		"id":   stableID("kindle", b.opts.Reader, "whispersync", asin, kind, when),
 		"type": typ, "book": asin, "time": at.Format(time.RFC3339Nano),
 		"props": map[string]any{"source": "kindle-export", "annotation_type": row["Annotation Type"]},
 	})

@@ -267,6 +267,7 @@ func (s *Server) routes() http.Handler {
 	s.api = api.New(s.stores.State, s.proc, s.cfg.Logger)
 	s.api.Register(mux)
 	s.api.RegisterRecommendations(mux, s.recommender())
+	s.api.RegisterCatalog(mux, s.catalog)
 	s.privacyRoutes(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		httpjson.Write(w, http.StatusOK, map[string]string{"status": "ok"})
