@@ -108,7 +108,9 @@ func (a *API) Recommend(r *Recommender, reader string, n int) (*Recommendations,
 	err := insights.ReaderBooks(a.store, reader, func(rb *insights.ReaderBook) error {
 		it := trainer.Interaction(rb, now)
 		history = append(history, it)
-		seen[rb.Book] = true
+		// State folded before the catalog knew an alias may hold the book under its ISBN: the
+		// reader has read the catalog's book all the same.
+		seen[rb.Book], seen[r.Catalog.Canonical(rb.Book)] = true, true
 		if b, ok := r.Catalog.Book(rb.Book); ok && it.Weight > 0 {
 			for _, au := range b.Authors {
 				authorScore[au] += it.Weight
@@ -122,7 +124,7 @@ func (a *API) Recommend(r *Recommender, reader string, n int) (*Recommendations,
 	out := &Recommendations{Reader: reader, Items: []Item{}}
 	taken := map[string]bool{}
 	add := func(book string, score float32, reason, because string) {
-		if len(out.Items) >= n || seen[book] || taken[book] {
+		if len(out.Items) >= n || seen[book] || seen[r.Catalog.Canonical(book)] || taken[book] {
 			return
 		}
 		taken[book] = true

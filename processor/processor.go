@@ -42,6 +42,9 @@ type Processor struct {
 	// shred opens sealed records and carries out erasure markers (distributed mode); nil when
 	// the log holds events as they are.
 	shred *shred.Shredder
+	// Canonical, when set, names the book an event's book id (an ISBN, an ASIN) stands for, so
+	// that every name of one book folds into one (catalog.Catalog.Canonical).
+	Canonical func(book string) string
 }
 
 type eraseReq struct {
@@ -220,6 +223,9 @@ func (p *Processor) fold(ctx context.Context, tx *overlay, part int, recs []even
 				dups++ // a copy of an erased reader's event (a replay): never applied again
 				continue
 			}
+		}
+		if p.Canonical != nil && e.Book != "" {
+			e.Book = p.Canonical(e.Book)
 		}
 		ok, err := insights.Apply(tx, part, &e)
 		if err != nil {

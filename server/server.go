@@ -169,7 +169,12 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	proc, err := processor.New(stores.Log, stores.State, cfg.Logger)
+	cat, err := catalog.Load(cfg.DataDir)
+	if err != nil {
+		stores.Close()
+		return nil, err
+	}
+	proc, err := newProcessor(stores.Log, stores.State, cfg, cat)
 	if err != nil {
 		stores.Close()
 		return nil, err
@@ -184,11 +189,6 @@ func Start(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	reg, err := registry.Open(context.Background(), modelStore)
-	if err != nil {
-		stores.Close()
-		return nil, err
-	}
-	cat, err := catalog.Load(cfg.DataDir)
 	if err != nil {
 		stores.Close()
 		return nil, err
@@ -443,12 +443,29 @@ func Rebuild(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	proc, err := processor.New(stores.Log, stores.State, cfg.Logger)
+	proc, err := newProcessor(stores.Log, stores.State, cfg, nil)
 	if err != nil {
 		stores.Close()
 		return err
 	}
 	return errors.Join(proc.CatchUp(ctx), stores.Close())
+}
+
+// newProcessor folds log into st, naming books as the catalog does (the data directory's when
+// cat is nil): a rebuild then resolves every alias the catalog knows now.
+func newProcessor(log eventlog.Log, st state.Store, cfg Config, cat *catalog.Catalog) (*processor.Processor, error) {
+	if cat == nil {
+		var err error
+		if cat, err = catalog.Load(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	}
+	proc, err := processor.New(log, st, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	proc.Canonical = cat.Canonical
+	return proc, nil
 }
 
 // Verify checks that live state equals a rebuild: it brings the state up to the end of the log,
@@ -460,7 +477,11 @@ func Verify(ctx context.Context, cfg Config) (string, error) {
 		return "", err
 	}
 	defer stores.Close()
-	proc, err := processor.New(stores.Log, stores.State, cfg.Logger)
+	cat, err := catalog.Load(cfg.DataDir)
+	if err != nil {
+		return "", err
+	}
+	proc, err := newProcessor(stores.Log, stores.State, cfg, cat)
 	if err != nil {
 		return "", err
 	}
@@ -477,7 +498,7 @@ func Verify(ctx context.Context, cfg Config) (string, error) {
 		return "", err
 	}
 	defer fresh.Close()
-	rebuilt, err := processor.New(stores.Log, fresh, cfg.Logger)
+	rebuilt, err := newProcessor(stores.Log, fresh, cfg, cat)
 	if err != nil {
 		return "", err
 	}
