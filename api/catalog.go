@@ -14,11 +14,14 @@ import (
 // MaxCatalogBody bounds a catalog upload (goodbooks-10k's books.csv is 3 MB).
 const MaxCatalogBody = 64 << 20
 
-// RegisterCatalog adds POST /v1/catalog: books merged into the running server's catalog, saved
+// RegisterCatalog adds GET /v1/catalog (every book) and POST /v1/catalog: books merged into the running server's catalog, saved
 // to the data directory, and in use by the next request, with no restart. The body is a
 // goodbooks-style CSV (Content-Type text/csv) or a JSON array of books; ?replace=false keeps the
 // books the catalog has and only adds new ones (what imports' titles do).
 func (a *API) RegisterCatalog(mux *http.ServeMux, cat *catalog.Catalog) {
+	mux.Handle("GET /v1/catalog", a.timed("catalog_list", func(r *http.Request) (any, error) {
+		return map[string]any{"books": cat.Books()}, nil
+	}))
 	mux.Handle("POST /v1/catalog", a.timed("catalog", func(r *http.Request) (any, error) {
 		replace := true
 		if v := r.URL.Query().Get("replace"); v != "" {

@@ -70,6 +70,15 @@ func (s Server) PostCatalog(ctx context.Context, books []catalog.Book, replace b
 	return res, err
 }
 
+// Catalog lists the server's books (GET /v1/catalog).
+func (s Server) Catalog(ctx context.Context) ([]catalog.Book, error) {
+	var res struct {
+		Books []catalog.Book `json:"books"`
+	}
+	err := s.do(ctx, http.MethodGet, "/v1/catalog", nil, &res)
+	return res.Books, err
+}
+
 // ReaderZone is the time zone the server holds for the reader ("" when it has none, or no events
 // of theirs).
 func (s Server) ReaderZone(ctx context.Context, reader string) (string, error) {

@@ -15,6 +15,9 @@ import (
 type Config struct {
 	Readers int
 	Books   int
+	// Catalog, when not empty, is the books readers read instead of synthetic ones, most read
+	// first (a server's catalog, by ratings count); Books is then its length.
+	Catalog []CatalogBook
 	Seed    uint64
 	// Events happen between Start and End, in event time; a reader whose clock passes End
 	// starts again near Start, which makes some events arrive late, as real devices do.
@@ -45,11 +48,19 @@ type reader struct {
 	session  int
 }
 
+// CatalogBook is a real book for readers to read: its id, and its average rating (0: unknown),
+// around which readers' ratings fall.
+type CatalogBook struct {
+	ID            string
+	AverageRating float64
+}
+
 // Generator yields an endless stream of valid events. It is not safe for concurrent use.
 type Generator struct {
 	cfg     Config
 	rng     *rand.Rand
 	zipf    *rand.Zipf
+	active  *rand.Zipf // which reader reads next: a few read a lot, most a little, as on real platforms
 	readers []reader
 	buf     []event.Event
 	n       uint64
@@ -58,7 +69,11 @@ type Generator struct {
 // New returns a generator for cfg.
 func New(cfg Config) *Generator {
 	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))
-	g := &Generator{cfg: cfg, rng: rng, zipf: rand.NewZipf(rng, 1.1, 2, uint64(cfg.Books-1))}
+	if len(cfg.Catalog) > 0 {
+		cfg.Books = len(cfg.Catalog)
+	}
+	g := &Generator{cfg: cfg, rng: rng, zipf: rand.NewZipf(rng, 1.1, 2, uint64(max(1, cfg.Books-1))),
+		active: rand.NewZipf(rng, 1.2, 10, uint64(max(1, cfg.Readers-1)))}
 	span := cfg.End.Sub(cfg.Start)
 	for i := range cfg.Readers {
 		g.readers = append(g.readers, reader{
@@ -76,7 +91,7 @@ func New(cfg Config) *Generator {
 // Next returns the next event.
 func (g *Generator) Next() event.Event {
 	for len(g.buf) == 0 {
-		g.session(&g.readers[g.rng.IntN(len(g.readers))])
+		g.session(&g.readers[g.active.Uint64()])
 	}
 	e := g.buf[0]
 	g.buf = g.buf[1:]
@@ -92,7 +107,12 @@ func (g *Generator) Batch(n int) []event.Event {
 	return out
 }
 
-func bookID(i int) string { return fmt.Sprintf("book-%05d", i) }
+func (g *Generator) bookID(i int) string {
+	if len(g.cfg.Catalog) > 0 {
+		return g.cfg.Catalog[i].ID
+	}
+	return fmt.Sprintf("book-%05d", i)
+}
 
 // bookPages is a book's length, fixed per book.
 func bookPages(i int) int { return 120 + (i*7919)%480 }
@@ -100,7 +120,7 @@ func bookPages(i int) int { return 120 + (i*7919)%480 }
 func (g *Generator) emit(r *reader, typ event.Type, at time.Time, fill func(*event.Event)) {
 	g.n++
 	e := event.Event{
-		ID: fmt.Sprintf("g%d-%d", g.cfg.Seed, g.n), Type: typ, Reader: r.id, Book: bookID(r.book),
+		ID: fmt.Sprintf("g%d-%d", g.cfg.Seed, g.n), Type: typ, Reader: r.id, Book: g.bookID(r.book),
 		Time: at.UTC().Truncate(time.Millisecond), Device: r.device,
 	}
 	if fill != nil {
@@ -134,7 +154,7 @@ func (g *Generator) session(r *reader) {
 		})
 		if g.rng.Float64() < 0.01 {
 			g.emit(r, event.Highlight, at.Add(d/2), func(e *event.Event) {
-				e.Text = passage(r.book, page, g.rng)
+				e.Text = g.passage(r.book, page, g.rng)
 				pos := float64(page) / float64(r.pages)
 				e.Position = &pos
 			})
@@ -154,8 +174,14 @@ func (g *Generator) session(r *reader) {
 	switch {
 	case r.page >= r.pages:
 		g.emit(r, event.Finish, at, nil)
-		if g.rng.Float64() < 0.7 {
-			stars := 3 + int(math.Round(g.rng.NormFloat64()))
+		// About two in three who finish rate, around the book's average (3.9, Goodreads' mean,
+		// when unknown): ratings of finished books lean high.
+		if g.rng.Float64() < 0.65 {
+			mean := 3.9
+			if len(g.cfg.Catalog) > 0 && g.cfg.Catalog[r.book].AverageRating > 0 {
+				mean = g.cfg.Catalog[r.book].AverageRating
+			}
+			stars := int(math.Round(mean + 0.9*g.rng.NormFloat64()))
 			g.emit(r, event.Rating, at.Add(time.Minute), func(e *event.Event) { e.Rating = min(5, max(1, stars)) })
 		}
 		r.book = -1
@@ -189,9 +215,9 @@ func (g *Generator) startBook(r *reader) {
 
 // passage picks a highlight in the book near the page; a few passages per book are highlighted
 // far more than others, as in real books.
-func passage(book, page int, rng *rand.Rand) string {
+func (g *Generator) passage(book, page int, rng *rand.Rand) string {
 	if rng.Float64() < 0.5 {
-		return fmt.Sprintf("Memorable line %d of %s.", rng.IntN(3), bookID(book))
+		return fmt.Sprintf("Memorable line %d of %s.", rng.IntN(3), g.bookID(book))
 	}
-	return fmt.Sprintf("A passage from page %d of %s.", page, bookID(book))
+	return fmt.Sprintf("A passage from page %d of %s.", page, g.bookID(book))
 }

@@ -39,3 +39,35 @@ func TestGeneratedEventsAreValidAndRepeatable(t *testing.T) {
 		}
 	}
 }
+
+// The README's run (200,000 events of the default platform) has readers who finish and rate
+// books, as real traffic does: a few readers read much of the time.
+func TestDefaultRunFinishesAndRates(t *testing.T) {
+	cfg := DefaultConfig()
+	g := New(cfg)
+	types := map[event.Type]int{}
+	started := map[string]bool{}
+	for range 200_000 {
+		e := g.Next()
+		types[e.Type]++
+		if e.Type == event.Page {
+			started[e.Reader+"/"+e.Book] = true
+		}
+	}
+	finished := float64(types[event.Finish]) / float64(len(started))
+	if types[event.Finish] < 100 || finished < 0.05 || types[event.Rating] < types[event.Finish]/2 {
+		t.Fatalf("%d books started, %d finished, %d rated in 200,000 events", len(started), types[event.Finish], types[event.Rating])
+	}
+	t.Logf("%d books started, %d finished (%.0f%%), %d rated", len(started), types[event.Finish], 100*finished, types[event.Rating])
+}
+
+func TestCatalogBooksAreRead(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Catalog = []CatalogBook{{ID: "3", AverageRating: 4.4}, {ID: "1", AverageRating: 4.3}, {ID: "5", AverageRating: 3.9}}
+	g := New(cfg)
+	for range 20_000 {
+		if e := g.Next(); e.Book != "3" && e.Book != "1" && e.Book != "5" {
+			t.Fatalf("a book outside the catalog: %+v", e)
+		}
+	}
+}

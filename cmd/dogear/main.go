@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -280,6 +281,22 @@ func loadgenCmd(args []string) error {
 	gcfg.Start = gcfg.End.Add(-time.Duration(*days) * 24 * time.Hour)
 	if gcfg.Readers < 1 || gcfg.Books < 2 || scfg.Batch < 1 || scfg.Concurrency < 1 {
 		return errors.New("--readers, --batch and --concurrency must be at least 1 and --books at least 2")
+	}
+	if *out == "" {
+		// Readers read the server's catalog when it has one, most rated books most often.
+		books, err := importer.ServerOf(scfg.URL, "").Catalog(context.Background())
+		switch {
+		case err != nil:
+			fmt.Fprintf(os.Stderr, "could not read the server's catalog (%v): synthetic book ids\n", err)
+		case len(books) == 0:
+			fmt.Fprintln(os.Stderr, "the server has no catalog (dogear import catalog): synthetic book ids")
+		default:
+			sort.SliceStable(books, func(i, j int) bool { return books[i].Ratings > books[j].Ratings })
+			for _, b := range books {
+				gcfg.Catalog = append(gcfg.Catalog, loadgen.CatalogBook{ID: b.ID, AverageRating: b.AverageRating})
+			}
+			fmt.Fprintf(os.Stderr, "readers read the server's catalog of %d books\n", len(books))
+		}
 	}
 	gen := loadgen.New(gcfg)
 	if *out != "" {
