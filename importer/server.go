@@ -47,7 +47,7 @@ func (s Server) do(ctx context.Context, method, path string, body []byte, out an
 		return err
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 256<<20)) // a catalog of a million books fits
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%s %s%s: status %d: %.300s", method, s.Base, path, resp.StatusCode, raw)
 	}
