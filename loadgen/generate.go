@@ -73,7 +73,7 @@ func New(cfg Config) *Generator {
 		cfg.Books = len(cfg.Catalog)
 	}
 	g := &Generator{cfg: cfg, rng: rng, zipf: rand.NewZipf(rng, 1.1, 2, uint64(max(1, cfg.Books-1))),
-		active: rand.NewZipf(rng, 1.2, 10, uint64(max(1, cfg.Readers-1)))}
+		active: rand.NewZipf(rng, 1.2, 10, uint64(max(0, cfg.Readers-1)))}
 	span := cfg.End.Sub(cfg.Start)
 	for i := range cfg.Readers {
 		g.readers = append(g.readers, reader{
