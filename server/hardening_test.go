@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/dogear-dev/dogear/auth"
@@ -381,5 +382,39 @@ func TestRepeatedErasureIsCheapAndErasuresAreLimited(t *testing.T) {
 	}
 	if s, body := erase("r3"); s != 429 {
 		t.Fatalf("third erasure with a burst of 2: %d %s", s, body)
+	}
+}
+
+// Every ingest route shows in the ingest metrics under its route label, and /metrics passes
+// Prometheus' own lint.
+func TestIngestMetricsCoverEveryRoute(t *testing.T) {
+	_, url := start(t, nil)
+	if r := post(t, url, []byte(ev("m1", "finish", "")), nil); r.status != 200 {
+		t.Fatalf("events: %d", r.status)
+	}
+	if resp := segmentPost(t, url, "any-key", segmentBatch("m", 2)); resp.StatusCode != 200 {
+		t.Fatalf("segment: %d", resp.StatusCode)
+	}
+	kosyncCall(t, "POST", url+"/kosync/users/create", "", "", map[string]string{"username": "mia", "password": md5hex("k")})
+	if s, body := kosyncCall(t, "PUT", url+"/kosync/syncs/progress", "mia", md5hex("k"), progress("doc", 5)); s != 200 {
+		t.Fatalf("kosync: %d %v", s, body)
+	}
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, route := range []string{"events", "segment", "kosync"} {
+		if !strings.Contains(string(body), `dogear_ingest_events_total{result="new",route="`+route+`"}`) {
+			t.Errorf("no new events counted for route %s", route)
+		}
+	}
+	problems, err := promlint.New(strings.NewReader(string(body))).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 	}
 }
