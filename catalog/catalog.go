@@ -111,7 +111,11 @@ func build(books []Book) *index {
 // aliases are the other names events may give the book.
 func (b *Book) aliases() []string {
 	var out []string
-	for _, a := range []string{b.ISBN, b.ISBN13} {
+	isbn13 := b.ISBN13
+	if isbn13 == "" {
+		isbn13 = ISBN13(b.ISBN)
+	}
+	for _, a := range []string{b.ISBN, isbn13} {
 		if a != "" && a != b.ID {
 			out = append(out, a)
 		}

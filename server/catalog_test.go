@@ -11,7 +11,7 @@ import (
 )
 
 var potter = []catalog.Book{
-	{ID: "3", Title: "Harry Potter and the Sorcerer's Stone (Harry Potter, #1)", Authors: []string{"J.K. Rowling"}, ISBN: "0439554934", ISBN13: catalog.ISBN13("0439554934"), AverageRating: 4.44, Ratings: 4_602_479},
+	{ID: "3", Title: "Harry Potter and the Sorcerer's Stone (Harry Potter, #1)", Authors: []string{"J.K. Rowling"}, ISBN: "0439554934", AverageRating: 4.44, Ratings: 4_602_479},
 	{ID: "1", Title: "The Hunger Games (The Hunger Games, #1)", Authors: []string{"Suzanne Collins"}, ISBN: "0439023483", AverageRating: 4.34, Ratings: 4_780_653},
 	{ID: "5", Title: "The Great Gatsby", Authors: []string{"F. Scott Fitzgerald"}, ISBN: "0743273567", AverageRating: 3.89, Ratings: 2_683_664},
 }
