@@ -66,3 +66,32 @@ func TestRealGoodbooksCatalog(t *testing.T) {
 		t.Fatalf("Rowling has %d books", len(c.ByAuthor("J.K. Rowling")))
 	}
 }
+
+func TestMergeKeepsOrReplacesAndSaves(t *testing.T) {
+	dir := t.TempDir()
+	c, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if added, _, err := c.Merge([]Book{{ID: "3", Title: "Harry Potter", ISBN: "0439554934"}}, true); err != nil || added != 1 {
+		t.Fatalf("first merge: %d %v", added, err)
+	}
+	// An import's titles keep what the catalog has: by id, and by alias (a printed book's ASIN
+	// is its ISBN-10).
+	added, replaced, err := c.Merge([]Book{{ID: "3", Title: "HP (Kindle)"}, {ID: "0439554934", Title: "HP by ASIN"}, {ID: "B0NEW", Title: "New"}}, false)
+	if err != nil || added != 1 || replaced != 0 || c.Title("3") != "Harry Potter" || c.Canonical("0439554934") != "3" {
+		t.Fatalf("merge without replace: +%d ~%d %v; title %q", added, replaced, err, c.Title("3"))
+	}
+	if _, replaced, _ := c.Merge([]Book{{ID: "3", Title: "Harry Potter and the Sorcerer's Stone", ISBN: "0439554934"}}, true); replaced != 1 || c.Title("3") != "Harry Potter and the Sorcerer's Stone" {
+		t.Fatalf("merge with replace: %d, %q", replaced, c.Title("3"))
+	}
+	for _, name := range []string{"978-0-439-55493-0", "9780439554930", "043955493-4"} {
+		if c.Canonical(name) != "3" {
+			t.Errorf("%s is not book 3", name)
+		}
+	}
+	again, err := Load(dir)
+	if err != nil || again.Len() != 2 || again.Title("B0NEW") != "New" || again.Canonical("9780439554930") != "3" {
+		t.Fatalf("the merged catalog was not saved: %d books, %v", again.Len(), err)
+	}
+}
