@@ -19,6 +19,8 @@ func checkShape(raw []byte) *FieldError {
 	var keyBuf [48][]byte
 	var startBuf [8]int
 	keys, starts := keyBuf[:0], startBuf[:0]
+	var known uint32 // the model's fields seen at the top level, by fieldBit: most keys are these
+	escapes := bytes.IndexByte(raw, '\\') >= 0 // most events have none, and their strings end at the next quote
 	for i := 0; i < len(raw); i++ {
 		switch raw[i] {
 		case '{':
@@ -31,7 +33,12 @@ func checkShape(raw []byte) *FieldError {
 			}
 			starts = starts[:len(starts)-1]
 		case '"':
-			end, hasEscape := stringEnd(raw, i)
+			end, hasEscape := len(raw), false
+			if escapes {
+				end, hasEscape = stringEnd(raw, i)
+			} else if q := bytes.IndexByte(raw[i+1:], '"'); q >= 0 {
+				end = i + q + 2
+			}
 			if hasEscape {
 				if off := loneSurrogate(raw[i:end]); off >= 0 {
 					return fieldErr(fieldAt(raw, i+off), CodeInvalid, "half a UTF-16 surrogate pair (\\u escape) at byte %d: it cannot stand for a character", i+off)
@@ -44,22 +51,69 @@ func checkShape(raw []byte) *FieldError {
 					json.Unmarshal(raw[i:end], &s)
 					key = []byte(s)
 				}
-				for _, k := range keys[from:] {
-					if bytes.Equal(k, key) {
+				if bit := fieldBit(key); bit != 0 && len(starts) == 1 {
+					if known&bit != 0 {
 						return fieldErr(string(key), CodeInvalid, "given twice in one object")
 					}
-				}
-				if len(starts) == 1 {
-					if name := caseVariant(key); name != "" {
-						return fieldErr(string(key), CodeInvalid, "field names are lower case: did you mean %q?", name)
+					known |= bit
+				} else {
+					for _, k := range keys[from:] {
+						if bytes.Equal(k, key) {
+							return fieldErr(string(key), CodeInvalid, "given twice in one object")
+						}
 					}
+					if len(starts) == 1 {
+						if name := caseVariant(key); name != "" {
+							return fieldErr(string(key), CodeInvalid, "field names are lower case: did you mean %q?", name)
+						}
+					}
+					keys = append(keys, key)
 				}
-				keys = append(keys, key)
 			}
 			i = end - 1
 		}
 	}
 	return nil
+}
+
+// fieldBit is a field of the model's bit in checkShape's set, 0 for any other key. A switch on
+// the key compiles to a few comparisons, without a map lookup or an allocation.
+func fieldBit(key []byte) uint32 {
+	switch string(key) {
+	case "id":
+		return 1 << 0
+	case "type":
+		return 1 << 1
+	case "reader":
+		return 1 << 2
+	case "book":
+		return 1 << 3
+	case "time":
+		return 1 << 4
+	case "device":
+		return 1 << 5
+	case "session":
+		return 1 << 6
+	case "position":
+		return 1 << 7
+	case "page":
+		return 1 << 8
+	case "pages":
+		return 1 << 9
+	case "duration_ms":
+		return 1 << 10
+	case "page_turns":
+		return 1 << 11
+	case "rating":
+		return 1 << 12
+	case "text":
+		return 1 << 13
+	case "tz":
+		return 1 << 14
+	case "props":
+		return 1 << 15
+	}
+	return 0
 }
 
 // caseVariant returns the field of the model that key differs from only in case, or "".
