@@ -19,7 +19,7 @@ func checkShape(raw []byte) *FieldError {
 	var keyBuf [48][]byte
 	var startBuf [8]int
 	keys, starts := keyBuf[:0], startBuf[:0]
-	var known uint32 // the model's fields seen at the top level, by fieldBit: most keys are these
+	var known uint32                           // the model's fields seen at the top level, by fieldBit: most keys are these
 	escapes := bytes.IndexByte(raw, '\\') >= 0 // most events have none, and their strings end at the next quote
 	for i := 0; i < len(raw); i++ {
 		switch raw[i] {
