@@ -170,14 +170,16 @@ func (s *FileSink) Close() error {
 	if cerr := s.tmp.Close(); err == nil {
 		err = cerr
 	}
+	name := s.tmp.Name()
+	s.tmp = nil // closed: Abort has nothing left to drop
 	if err == nil {
-		return os.Rename(s.tmp.Name(), s.path)
+		return os.Rename(name, s.path)
 	}
-	os.Remove(s.tmp.Name())
+	os.Remove(name)
 	return err
 }
 
-// Abort drops what was written.
+// Abort drops what was written, unless Close already ended the sink.
 func (s *FileSink) Abort() {
 	if s.tmp != nil {
 		s.tmp.Close()
