@@ -211,6 +211,18 @@ var alwaysClosed = func() chan struct{} { c := make(chan struct{}); close(c); re
 // Changed implements Log: always ready, since Read itself waits for new records.
 func (k *Kafka) Changed() <-chan struct{} { return alwaysClosed }
 
+// Ping checks that the cluster answers and has the topic, within ctx.
+func (k *Kafka) Ping(ctx context.Context) error {
+	details, err := k.admin.ListTopics(ctx, k.cfg.Topic)
+	if err != nil {
+		return err
+	}
+	if td, ok := details[k.cfg.Topic]; !ok || td.Err != nil {
+		return fmt.Errorf("topic %s is not there (%v)", k.cfg.Topic, td.Err)
+	}
+	return nil
+}
+
 // Close implements Log.
 func (k *Kafka) Close() error {
 	k.closeOnce.Do(func() {

@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/dogear-dev/dogear/api"
 	"github.com/dogear-dev/dogear/archive"
 	"github.com/dogear-dev/dogear/catalog"
@@ -118,7 +116,6 @@ func StartDistributed(cfg Config) (*Server, error) {
 	}
 	mux := http.NewServeMux()
 	var lag func() int64
-	status := map[string]any{"roles": d.Roles}
 	if slices.Contains(d.Roles, "ingest") {
 		guard, err := newGuard(cfg)
 		if err != nil {
@@ -169,34 +166,28 @@ func StartDistributed(cfg Config) (*Server, error) {
 	} else {
 		s.procDone <- nil
 	}
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		httpjson.Write(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		body := map[string]any{"status": "ready"}
-		for k, v := range status {
-			body[k] = v
-		}
-		if lag != nil {
-			body["processor_lag_events"] = lag()
-		}
-		httpjson.Write(w, http.StatusOK, body)
-	})
-	mux.Handle("GET /metrics", promhttp.Handler())
 	ln, err := listen(cfg)
 	if err != nil {
 		s.closeDistributed()
 		return nil, err
 	}
 	s.ln = ln
-	handler := http.Handler(mux)
-	if s.guard != nil {
-		handler = s.guard.Wrap(mux)
+	checks := []check{{"kafka", func(ctx context.Context) string {
+		if err := log.Ping(ctx); err != nil {
+			return "Kafka does not answer: " + err.Error()
+		}
+		return ""
+	}}}
+	if lag != nil {
+		checks = append(checks, lagCheck(lag, cfg.ReadyMaxLag))
 	}
-	s.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
-		WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
-	go s.http.Serve(ln)
-	s.ready.Store(true)
+	s.serveHTTP(mux, checks, func() map[string]any {
+		body := map[string]any{"roles": d.Roles}
+		if lag != nil {
+			body["processor_lag_events"] = lag()
+		}
+		return body
+	}, nil)
 	return s, nil
 }
 

@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 
 	"github.com/dogear-dev/dogear/api"
@@ -82,6 +81,9 @@ type Config struct {
 	// every ErasureEvery.
 	ErasureBurst int
 	ErasureEvery time.Duration
+	// ReadyMaxLag: /readyz answers 503 while processors are more than this many events behind the
+	// log (0: no bound).
+	ReadyMaxLag int64
 	// ErasureWait is how long a distributed erasure waits for processors to carry it out
 	// before answering 202 (it completes all the same).
 	ErasureWait time.Duration
@@ -96,7 +98,7 @@ func DefaultConfig() Config {
 		Ingest: ingest.DefaultConfig(), Logger: slog.Default(),
 		TrainInterval: 10 * time.Minute, Recommender: trainer.DefaultParams,
 		KosyncRegistration: "auto", KeyRate: 100_000, MinFreeBytes: 128 << 20,
-		ArchiveInterval: time.Minute, ErasureBurst: 10, ErasureEvery: 6 * time.Second, ErasureWait: 30 * time.Second,
+		ArchiveInterval: time.Minute, ErasureBurst: 10, ErasureEvery: 6 * time.Second, ErasureWait: 30 * time.Second, ReadyMaxLag: 1_000_000,
 		Distributed: Distributed{Roles: Roles, Group: "dogear-processors", SessionTimeout: 10 * time.Second},
 	}
 }
@@ -228,15 +230,6 @@ func Start(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, stores: stores, proc: proc, ln: ln, procDone: make(chan error, 1), kosync: ks, guard: guard, gate: gate,
 		archiver: &archive.Archiver{Log: stores.Log, Store: archiveStore, ChunkSize: 100_000, Logger: cfg.Logger},
 		registry: reg, catalog: cat, trainer: trainer.New(stores.State, reg, cfg.Recommender, cfg.Logger)}
-	s.http = &http.Server{
-		Handler: s.routes(),
-		// Slow or stalled clients cannot hold connections forever.
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute,
-		WriteTimeout:      2 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.ctx, s.cancel = ctx, cancel
 	go func() { s.procDone <- proc.Run(ctx) }()
@@ -246,16 +239,15 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.ArchiveInterval > 0 {
 		s.background(func() { s.archiver.Run(ctx, cfg.ArchiveInterval) })
 	}
-	go func() {
-		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			cfg.Logger.Error("http server stopped", "err", err)
-		}
-	}()
-	s.ready.Store(true)
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(proc)
+	s.serveHTTP(s.routes(), []check{diskCheck(cfg.DataDir, cfg.MinFreeBytes), lagCheck(proc.TotalLag, cfg.ReadyMaxLag)},
+		func() map[string]any { return map[string]any{"processor_lag_events": proc.TotalLag()} }, metrics)
 	return s, nil
 }
 
-func (s *Server) routes() http.Handler {
+// routes are the embedded process's routes: every role's.
+func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/events", ingest.New(s.stores.Log, s.gate, s.cfg.Logger))
 	segment.New(s.stores.Log, s.gate, s.guard.CheckWriteKey, s.cfg.Logger).Register(mux)
@@ -269,27 +261,11 @@ func (s *Server) routes() http.Handler {
 	s.api.RegisterRecommendations(mux, s.recommender())
 	s.api.RegisterCatalog(mux, s.catalog)
 	s.privacyRoutes(mux)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		httpjson.Write(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		body := map[string]any{"processor_lag_events": s.proc.TotalLag()}
-		if !s.ready.Load() {
-			body["status"] = "shutting down"
-			httpjson.Write(w, http.StatusServiceUnavailable, body)
-			return
-		}
-		body["status"] = "ready"
-		httpjson.Write(w, http.StatusOK, body)
-	})
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(s.proc)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{prometheus.DefaultGatherer, reg}, promhttp.HandlerOpts{}))
 	mux.Handle("GET /{$}", dashboard.Handler())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpjson.Fail(w, http.StatusNotFound, httpjson.Error{Error: fmt.Sprintf("no route %s %s; see docs/openapi.yaml", r.Method, r.URL.Path)})
 	})
-	return s.guard.Wrap(mux)
+	return mux
 }
 
 // newGuard sets up authentication: on unless the server only listens on loopback (local-only

@@ -163,6 +163,7 @@ func serve(args []string) error {
 	fs.StringVar(&cfg.TLSClientCA, "tls-client-ca", "", "require client certificates signed by this CA (PEM): mutual TLS between roles")
 	fs.BoolVar(&cfg.KosyncAtRoot, "kosync-root", false, "also serve the kosync protocol at the root paths (/users/..., /syncs/...), for devices pointed at the bare host")
 	minFreeMB := fs.Int64("min-free-mb", cfg.MinFreeBytes>>20, "below this much free disk, ingest answers 503 and processing pauses (a full disk is fatal to the store)")
+	fs.Int64Var(&cfg.ReadyMaxLag, "ready-max-lag", cfg.ReadyMaxLag, "/readyz answers 503 while processors are more than this many events behind the log (0: no bound)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parse(fs, args); err != nil {
 		return err
