@@ -5,75 +5,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http/httptest"
 	"testing"
 	"time"
-
-	"github.com/johannesboyne/gofakes3"
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/dogear-dev/dogear/archive"
 	"github.com/dogear-dev/dogear/eventlog"
 	"github.com/dogear-dev/dogear/loadgen"
+	"github.com/dogear-dev/dogear/objstore/objstoretest"
 )
-
-// stores gives each test a local folder store and an S3 store on a real S3-compatible server
-// in-process (gofakes3), reached through the same aws-sdk-go-v2 code used in production.
-func stores(t *testing.T) map[string]archive.Store {
-	backend := s3mem.New()
-	if err := backend.CreateBucket("dogear"); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(gofakes3.New(backend).Server())
-	t.Cleanup(srv.Close)
-	t.Setenv("AWS_ACCESS_KEY_ID", "test")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
-	s3, err := archive.Open(context.Background(), "s3://dogear/archive?endpoint="+srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := archive.Open(context.Background(), "file://"+t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return map[string]archive.Store{"dir": dir, "s3": s3}
-}
-
-func TestStoreConformance(t *testing.T) {
-	for name, s := range stores(t) {
-		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			if _, err := s.Get(ctx, "nope"); err != archive.ErrNotFound {
-				t.Fatalf("missing object: %v", err)
-			}
-			for _, k := range []string{"dt=2026-01-02/hour=03/a", "dt=2026-01-02/hour=03/b", "_cursors/p00001"} {
-				if err := s.Put(ctx, k, []byte("v-"+k)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			s.Put(ctx, "dt=2026-01-02/hour=03/a", []byte("replaced"))
-			if b, err := s.Get(ctx, "dt=2026-01-02/hour=03/a"); err != nil || string(b) != "replaced" {
-				t.Fatalf("get after overwrite: %q %v", b, err)
-			}
-			keys, err := s.List(ctx, "dt=")
-			if err != nil || fmt.Sprint(keys) != "[dt=2026-01-02/hour=03/a dt=2026-01-02/hour=03/b]" {
-				t.Fatalf("list: %v %v", keys, err)
-			}
-			if err := s.Delete(ctx, "dt=2026-01-02/hour=03/a"); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := s.Get(ctx, "dt=2026-01-02/hour=03/a"); err != archive.ErrNotFound {
-				t.Fatalf("after delete: %v", err)
-			}
-		})
-	}
-}
 
 // TestArchiveExactlyOnceAcrossCrash: every event of the log is in the Parquet files exactly once,
 // read back with parquet-go, even when the archiver crashed after writing files but before
 // recording its progress.
 func TestArchiveExactlyOnceAcrossCrash(t *testing.T) {
-	for name, store := range stores(t) {
+	for name, store := range objstoretest.Stores(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			log, err := eventlog.OpenPebble(t.TempDir(), 4, 8<<20)

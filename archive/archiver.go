@@ -1,3 +1,5 @@
+// Package archive writes the event log, by hour, to Parquet files in an object store (a folder or
+// S3), tracking what it archived so a crash neither loses nor duplicates rows.
 package archive
 
 import (
@@ -16,6 +18,7 @@ import (
 
 	"github.com/dogear-dev/dogear/event"
 	"github.com/dogear-dev/dogear/eventlog"
+	"github.com/dogear-dev/dogear/objstore"
 )
 
 // Row is one event in the archive; docs/archive.md documents the schema. Optional numbers are
@@ -90,7 +93,7 @@ func Decode(data []byte) ([]Row, error) {
 // the files are replaced, never added to, so no row is lost or duplicated.
 type Archiver struct {
 	Log       eventlog.Log
-	Store     Store
+	Store     objstore.Store
 	ChunkSize int
 	Logger    *slog.Logger
 }
@@ -103,7 +106,7 @@ func fileKey(hour time.Time, p int, start int64) string {
 
 func (a *Archiver) cursor(ctx context.Context, p int) (int64, error) {
 	b, err := a.Store.Get(ctx, cursorKey(p))
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, objstore.ErrNotFound) {
 		return 0, nil
 	}
 	if err != nil || len(b) != 8 {

@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dogear-dev/dogear/archive"
+	"github.com/dogear-dev/dogear/objstore"
 	"github.com/dogear-dev/dogear/recommend"
 )
 
@@ -42,13 +42,13 @@ type Version struct {
 // ErrNoVersion means the version asked for does not exist.
 var ErrNoVersion = errors.New("no such model version")
 
-// Registry stores models in an object store (archive.Store): a folder in embedded mode
+// Registry stores models in an object store (objstore.Store): a folder in embedded mode
 // (DATA_DIR/models), S3 in distributed mode, beside the Parquet archive. Each version is
 // v000001/model.gob and v000001/meta.json; the object CURRENT names the serving version. A
 // version's objects are written before it can be promoted, and CURRENT is one atomic write, so a
 // crash never serves a partial model.
 type Registry struct {
-	store archive.Store
+	store objstore.Store
 
 	mu      sync.RWMutex
 	current *recommend.Artifact
@@ -56,10 +56,10 @@ type Registry struct {
 }
 
 // Open opens the registry in store and loads the serving model, if any.
-func Open(ctx context.Context, store archive.Store) (*Registry, error) {
+func Open(ctx context.Context, store objstore.Store) (*Registry, error) {
 	r := &Registry{store: store}
 	b, err := store.Get(ctx, "CURRENT")
-	if errors.Is(err, archive.ErrNotFound) {
+	if errors.Is(err, objstore.ErrNotFound) {
 		return r, nil
 	}
 	if err != nil {
@@ -188,7 +188,7 @@ func (r *Registry) List() ([]Version, error) {
 // one (the api role follows promotions made by the train role).
 func (r *Registry) Refresh(ctx context.Context) error {
 	b, err := r.store.Get(ctx, "CURRENT")
-	if errors.Is(err, archive.ErrNotFound) {
+	if errors.Is(err, objstore.ErrNotFound) {
 		return nil
 	}
 	if err != nil {

@@ -3,13 +3,9 @@ package registry_test
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
 	"testing"
 
-	"github.com/johannesboyne/gofakes3"
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
-
-	"github.com/dogear-dev/dogear/archive"
+	"github.com/dogear-dev/dogear/objstore/objstoretest"
 	"github.com/dogear-dev/dogear/recommend"
 	"github.com/dogear-dev/dogear/registry"
 )
@@ -17,17 +13,8 @@ import (
 // TestRegistryOnS3 keeps models in a real S3-compatible server (gofakes3), through the same
 // client as the archive: versions, promotion, rollback, and the serving version after a restart.
 func TestRegistryOnS3(t *testing.T) {
-	backend := s3mem.New()
-	backend.CreateBucket("models")
-	srv := httptest.NewServer(gofakes3.New(backend).Server())
-	defer srv.Close()
-	t.Setenv("AWS_ACCESS_KEY_ID", "k")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
 	ctx := context.Background()
-	store, err := archive.Open(ctx, "s3://models/dogear?endpoint="+srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := objstoretest.Stores(t)["s3"]
 	reg, err := registry.Open(ctx, store)
 	if err != nil {
 		t.Fatal(err)

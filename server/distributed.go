@@ -12,11 +12,11 @@ import (
 	"time"
 
 	"github.com/dogear-dev/dogear/api"
-	"github.com/dogear-dev/dogear/archive"
 	"github.com/dogear-dev/dogear/catalog"
 	"github.com/dogear-dev/dogear/eventlog"
 	"github.com/dogear-dev/dogear/ingest"
 	"github.com/dogear-dev/dogear/internal/httpjson"
+	"github.com/dogear-dev/dogear/objstore"
 	"github.com/dogear-dev/dogear/processor"
 	"github.com/dogear-dev/dogear/registry"
 	"github.com/dogear-dev/dogear/segment"
@@ -195,7 +195,7 @@ func StartDistributed(cfg Config) (*Server, error) {
 // recommendation endpoints, following promotions) and the train role (periodic training).
 func (s *Server) distributedModels(ctx context.Context, mux *http.ServeMux, st state.Store) error {
 	cfg := s.cfg
-	store, err := archive.Open(ctx, cmp.Or(cfg.Models, filepath.Join(cfg.DataDir, "models")))
+	store, err := objstore.Open(ctx, cmp.Or(cfg.Models, filepath.Join(cfg.DataDir, "models")))
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/dogear-dev/dogear/ingest"
 	"github.com/dogear-dev/dogear/internal/httpjson"
 	"github.com/dogear-dev/dogear/kosync"
+	"github.com/dogear-dev/dogear/objstore"
 	"github.com/dogear-dev/dogear/processor"
 	"github.com/dogear-dev/dogear/recommend"
 	"github.com/dogear-dev/dogear/registry"
@@ -185,7 +186,7 @@ func Start(cfg Config) (*Server, error) {
 	if modelsURL == "" {
 		modelsURL = filepath.Join(cfg.DataDir, "models")
 	}
-	modelStore, err := archive.Open(context.Background(), modelsURL)
+	modelStore, err := objstore.Open(context.Background(), modelsURL)
 	if err != nil {
 		stores.Close()
 		return nil, err
@@ -215,7 +216,7 @@ func Start(cfg Config) (*Server, error) {
 	if archiveURL == "" {
 		archiveURL = filepath.Join(cfg.DataDir, "archive")
 	}
-	archiveStore, err := archive.Open(context.Background(), archiveURL)
+	archiveStore, err := objstore.Open(context.Background(), archiveURL)
 	if err != nil {
 		ks.Close()
 		stores.Close()

@@ -22,6 +22,7 @@ import (
 	"github.com/dogear-dev/dogear/ingest"
 	"github.com/dogear-dev/dogear/internal/servertest"
 	"github.com/dogear-dev/dogear/loadgen"
+	"github.com/dogear-dev/dogear/objstore"
 	"github.com/dogear-dev/dogear/server"
 )
 
@@ -323,7 +324,7 @@ func TestShutdownFlushesTheArchive(t *testing.T) {
 	if err := srv.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	store, err := archive.Open(context.Background(), filepath.Join(dir, "archive"))
+	store, err := objstore.Open(context.Background(), filepath.Join(dir, "archive"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
-// Package archive writes the event log, by hour, to Parquet files in a folder or S3-compatible
-// object storage, tracking what it archived so a crash neither loses nor duplicates rows.
-package archive
+// Package objstore is the seam to object storage: a local folder in embedded mode, S3-compatible
+// storage in distributed mode. The archive and the model registry keep their files in it.
+package objstore
 
 import (
 	"bytes"
@@ -34,7 +34,7 @@ type Store interface {
 }
 
 // ErrNotFound means no object has the key.
-var ErrNotFound = errors.New("archive: no such object")
+var ErrNotFound = errors.New("objstore: no such object")
 
 // Open opens a store from a URL: file:///path (or a plain path) or
 // s3://bucket/prefix?endpoint=http://host:port&region=us-east-1 (endpoint and region optional;
