@@ -175,11 +175,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, resp *Response) 
 		return refused.Write(w), len(items)
 	}
 	if len(entries) > 0 {
-		dup, err := h.log.Append(ctx, entries)
+		dups, err := Append(ctx, h.log, entries)
 		if err != nil {
 			return AppendFailed(w, ctx, err, h.logger), len(items)
 		}
-		resp.Accepted, resp.Duplicates = len(entries), countTrue(dup)
+		resp.Accepted, resp.Duplicates = len(entries), dups
 	}
 	status := http.StatusOK
 	if resp.Accepted == 0 {
@@ -192,20 +192,16 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, resp *Response) 
 // cancelCheckEvery is how many events are parsed between looks at the request's context.
 const cancelCheckEvery = 1024
 
-func countTrue(bs []bool) int {
-	n := 0
-	for _, b := range bs {
-		if b {
-			n++
-		}
-	}
-	return n
-}
-
-// Append stores entries in the log and says how many the log already had.
+// Append stores entries in the log and says how many the log already had: the write path of
+// every ingest route.
 func Append(ctx context.Context, log eventlog.Log, entries []eventlog.Entry) (dups int, err error) {
 	dup, err := log.Append(ctx, entries)
-	return countTrue(dup), err
+	for _, d := range dup {
+		if d {
+			dups++
+		}
+	}
+	return dups, err
 }
 
 // readBody reads and decompresses (gzip, zstd) the request's body within limit bytes, compressed
