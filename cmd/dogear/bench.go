@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"syscall"
+	"time"
+
+	"github.com/dogear-dev/dogear/bench"
+	"github.com/dogear-dev/dogear/recommend"
+)
+
+func evalCmd(args []string) error {
+	opts := recommend.EvalOptions{ValidationFraction: 0.2, ValidationUsers: 20_000, Seed: 1, Progress: os.Stderr}
+	fs := newFlags("eval", "Tune each recommender on a validation split of train.txt, retrain on all of it, and rank all unseen books for every test reader")
+	data := fs.String("data", "../shared/data/amazon-book", "folder with train.txt and test.txt (KGAT format)")
+	fs.Uint64Var(&opts.Seed, "seed", opts.Seed, "seed of the validation split")
+	fs.IntVar(&opts.ValidationUsers, "validation-users", opts.ValidationUsers, "tune on at most this many validation readers (0: all)")
+	fs.BoolVar(&opts.Quick, "quick", false, "one setting per algorithm (a smoke run)")
+	plotPath := fs.String("plot", "", "also draw the results as a bar chart (.svg, .png or .pdf)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	start := time.Now()
+	ds, err := recommend.LoadKGAT(*data)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "%s: %d readers, %d books, %d training and %d test interactions (loaded in %v)\n",
+		*data, ds.Train.Rows, ds.Train.Cols, ds.Train.NNZ(), ds.Test.NNZ(), time.Since(start).Round(time.Millisecond))
+	results := recommend.RunEval(ds, opts)
+	fmt.Print(recommend.FormatTable(results))
+	if *plotPath != "" {
+		if err := recommend.PlotResults(results, *plotPath); err != nil {
+			return fmt.Errorf("--plot: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "wrote %s\n", *plotPath)
+	}
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	fmt.Printf("\nwhole run: %v, peak process memory (max RSS) %d MB\n", time.Since(start).Round(time.Second), ru.Maxrss/1024)
+	return nil
+}
+
+func benchCmd(args []string) error {
+	if len(args) > 0 && args[0] == "recommend" {
+		return benchRecommend(args[1:])
+	}
+	if len(args) > 0 && args[0] == "ingest" {
+		args = args[1:]
+	}
+	opts := bench.Options{Runs: 3, Events: 1_000_000, Batch: 1000, Concurrency: 8, Queries: 300, Out: os.Stderr}
+	fs := newFlags("bench", "Benchmark durable HTTP ingest against bare log appends, processing, and query latency; prints medians")
+	fs.IntVar(&opts.Runs, "runs", opts.Runs, "repetitions; the report gives medians")
+	fs.IntVar(&opts.Events, "events", opts.Events, "events per run")
+	fs.IntVar(&opts.Batch, "batch", opts.Batch, "events per request")
+	fs.IntVar(&opts.Concurrency, "concurrency", opts.Concurrency, "concurrent clients")
+	fs.BoolVar(&opts.Gzip, "gzip", false, "gzip request bodies")
+	fs.IntVar(&opts.Queries, "queries", opts.Queries, "queries per kind")
+	fs.BoolVar(&opts.Kafka, "kafka", false, "also measure ingest into Kafka (an in-process kfake cluster) in each run")
+	fs.StringVar(&opts.Dir, "dir", "", "folder for the benchmark's data (default: the system temp folder)")
+	return runBench(fs, args, func(ctx context.Context) error {
+		runs, err := bench.Ingest(ctx, opts)
+		if err == nil {
+			bench.Report(os.Stdout, opts, runs)
+		}
+		return err
+	})
+}
+
+func benchRecommend(args []string) error {
+	o := bench.RecommendOptions{Runs: 3, Duration: 10 * time.Second, Concurrency: 4, N: 20, Out: os.Stderr}
+	fs := newFlags("bench recommend", "Load Amazon-book train.txt as finish events, train a model through the pipeline, and measure recommendation latency and throughput over loopback")
+	fs.StringVar(&o.Data, "data", "../shared/data/amazon-book", "KGAT-format folder whose train.txt becomes reading events")
+	fs.IntVar(&o.Runs, "runs", o.Runs, "repetitions; the report gives medians")
+	fs.DurationVar(&o.Duration, "duration", o.Duration, "length of each measured phase")
+	fs.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "keep-alive client connections")
+	fs.IntVar(&o.N, "n", o.N, "recommendations per request")
+	fs.StringVar(&o.Dir, "dir", "", "folder for the benchmark's data (default: the system temp folder)")
+	return runBench(fs, args, func(ctx context.Context) error {
+		runs, err := bench.Recommend(ctx, o)
+		if err == nil {
+			bench.ReportServing(os.Stdout, o, runs)
+		}
+		return err
+	})
+}
+
+// runBench adds --cpuprofile to a benchmark's flags, parses them, and runs the benchmark under
+// the profile with a context that Ctrl-C ends.
+func runBench(fs *flag.FlagSet, args []string, run func(ctx context.Context) error) error {
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	stopProfile, err := startProfile(*cpuprofile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return run(ctx)
+}
+
+// startProfile starts a CPU profile to path (nothing when path is empty) and returns its stop.
+func startProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
