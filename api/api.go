@@ -112,7 +112,7 @@ func (a *API) readerInsights(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return insights.Reader(a.store, r.PathValue("id"), asOf, days)
+	return insights.ForReader(a.store, r.PathValue("id"), asOf, days)
 }
 
 func (a *API) bookStats(r *http.Request) (any, error) {

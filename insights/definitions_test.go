@@ -68,7 +68,7 @@ func TestInsightDefinitions(t *testing.T) {
 	s := fold(t, story(), rand.New(rand.NewPCG(1, 1)))
 	asOf := ts("2026-11-13T20:00:00Z")
 
-	r, err := insights.Reader(s, "ann", asOf, 5)
+	r, err := insights.ForReader(s, "ann", asOf, 5)
 	if err != nil {
 		t.Fatal(err)
 	}

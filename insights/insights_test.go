@@ -74,7 +74,7 @@ func snapshot(t *testing.T, s state.Store, events []event.Event, asOf time.Time)
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	for _, r := range sortedKeys(readers) {
-		ri, err := insights.Reader(s, r, asOf, 30)
+		ri, err := insights.ForReader(s, r, asOf, 30)
 		if err != nil {
 			t.Fatal(err)
 		}

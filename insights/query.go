@@ -58,11 +58,11 @@ type ReaderInsights struct {
 	Events          int64        `json:"events"`
 }
 
-// Reader computes a reader's insights as of a moment (which fixes "today" for streaks); days is
-// how many days of reading_by_day to return, ending on as_of's day.
-func Reader(src state.Reader, reader string, asOf time.Time, days int) (*ReaderInsights, error) {
+// ForReader computes the insights of the reader readerID as of a moment (which fixes "today" for
+// streaks); days is how many days of reading_by_day to return, ending on as_of's day.
+func ForReader(src state.Reader, readerID string, asOf time.Time, days int) (*ReaderInsights, error) {
 	var meta ReaderMeta
-	b, ok, err := src.Get(metaKey(reader))
+	b, ok, err := src.Get(metaKey(readerID))
 	if err != nil {
 		return nil, err
 	}
@@ -78,14 +78,14 @@ func Reader(src state.Reader, reader string, asOf time.Time, days int) (*ReaderI
 			loc = l
 		}
 	}
-	out := &ReaderInsights{Reader: reader, AsOf: asOf.UTC(), TimeZone: loc.String(), Events: meta.Events,
+	out := &ReaderInsights{Reader: readerID, AsOf: asOf.UTC(), TimeZone: loc.String(), Events: meta.Events,
 		Days: []Day{}, ContinueReading: []InProgress{}}
 
 	// Reading time and active days, by local calendar day.
 	msByDay := map[civil]int64{}
 	active := map[civil]bool{}
 	var total int64
-	err = state.ScanPrefix(src, slotsPrefix(reader), func(k, v []byte) error {
+	err = state.ScanPrefix(src, slotsPrefix(readerID), func(k, v []byte) error {
 		var s Slot
 		if err := decodeRecord(v, &s); err != nil {
 			return err
@@ -115,7 +115,7 @@ func Reader(src state.Reader, reader string, asOf time.Time, days int) (*ReaderI
 	var pct float64
 	var pages int64
 	var books []ReaderBook
-	err = state.ScanPrefix(src, readerBooksPrefix(reader), func(_, v []byte) error {
+	err = state.ScanPrefix(src, readerBooksPrefix(readerID), func(_, v []byte) error {
 		var rb ReaderBook
 		if err := decodeRecord(v, &rb); err != nil {
 			return err

@@ -45,7 +45,7 @@ func (s *Server) Export(ctx context.Context, reader string, w io.Writer) error {
 		off = recs[len(recs)-1].Offset + 1
 	}
 	now := time.Now()
-	if ins, err := insights.Reader(s.stores.State, reader, now, 366); err == nil {
+	if ins, err := insights.ForReader(s.stores.State, reader, now, 366); err == nil {
 		enc.Encode(map[string]any{"kind": "insights", "insights": ins})
 	} else if !errors.Is(err, insights.ErrNotFound) {
 		return err

@@ -16,11 +16,13 @@ type Store interface {
 	// The slices are valid only during the call. fn returning ErrStop ends the scan early
 	// without error.
 	Scan(lower, upper []byte, fn func(key, value []byte) error) error
-	// Commit applies the writes and records that partition has applied the log up to (not
-	// including) offset, atomically: after a crash either both are visible or neither is.
-	Commit(partition int, offset int64, w *Writes) error
-	// Offset is the next log offset the partition must apply (0 for a new store).
-	Offset(partition int) (int64, error)
+	// Commit applies the writes and records that the log's slot has been applied up to (not
+	// including) offset, atomically: after a crash either both are visible or neither is. A slot
+	// is a partition of the log; a consumer of several topics (a local and a mirrored one) keeps
+	// one per topic and partition (SlotStride).
+	Commit(slot int, offset int64, w *Writes) error
+	// Offset is the next log offset the slot must apply (0 for a new store).
+	Offset(slot int) (int64, error)
 	Close() error
 }
 
