@@ -130,7 +130,12 @@ type paced struct {
 	rate               int64 // bytes per second; 0: no minimum
 	read               int64
 	deadlineUnsettable bool
+	deadlineSet        time.Duration // the allowance last set, after start
 }
+
+// deadlineStep: the deadline is moved only once the allowance grew by this much, so a fast body
+// read in many small chunks does not reset the connection's timer on every read.
+const deadlineStep = 100 * time.Millisecond
 
 func (p *paced) Read(b []byte) (int, error) {
 	if p.rate > 0 && !p.deadlineUnsettable {
@@ -140,7 +145,10 @@ func (p *paced) Read(b []byte) (int, error) {
 		}
 		// Not every connection can take a deadline (HTTP/2 through some proxies, tests'
 		// recorders); those keep the server's overall read timeout.
-		p.deadlineUnsettable = p.rc.SetReadDeadline(p.start.Add(allowed)) != nil
+		if p.deadlineSet == 0 || allowed >= p.deadlineSet+deadlineStep || (allowed == p.limit && p.deadlineSet != p.limit) {
+			p.deadlineUnsettable = p.rc.SetReadDeadline(p.start.Add(allowed)) != nil
+			p.deadlineSet = allowed
+		}
 	}
 	n, err := p.ReadCloser.Read(b)
 	p.read += int64(n)
