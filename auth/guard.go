@@ -174,3 +174,12 @@ func (g *Guard) AllowEvents(ctx context.Context, n int) (bool, time.Duration, er
 	}
 	return true, 0, nil
 }
+
+// TokenWait is how long until lim holds a whole token (0: now), without taking one: what a
+// Retry-After says for a limiter that is spent.
+func TokenWait(lim *rate.Limiter) time.Duration {
+	if t := lim.Tokens(); t < 1 {
+		return time.Duration((1 - t) / float64(lim.Limit()) * float64(time.Second))
+	}
+	return 0
+}

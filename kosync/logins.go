@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/time/rate"
+
+	"github.com/dogear-dev/dogear/auth"
 )
 
 // Throttles for failed logins: a user may fail 10 times at once and then once every 6 s; a client
@@ -156,10 +158,7 @@ func (t *throttle) wait(name string) time.Duration {
 	if lim == nil {
 		return 0
 	}
-	if tokens := lim.Tokens(); tokens < 1 {
-		return time.Duration((1 - tokens) * float64(t.cfg.every))
-	}
-	return 0
+	return auth.TokenWait(lim)
 }
 
 // fail takes one token from name's bucket.

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/dogear-dev/dogear/auth"
 	"github.com/dogear-dev/dogear/eventlog"
 	"github.com/dogear-dev/dogear/ingest"
 	"github.com/dogear-dev/dogear/insights"
@@ -130,7 +131,7 @@ func (s *Server) privacyRoutes(mux *http.ServeMux) {
 // reach), so those are rate-limited; a repeat that finds nothing is cheap and not counted.
 func (s *Server) erasureAllowed(w http.ResponseWriter) bool {
 	s.erasuresOnce.Do(func() { s.erasures = rate.NewLimiter(rate.Every(s.cfg.ErasureEvery), s.cfg.ErasureBurst) })
-	wait := tokenWait(s.erasures)
+	wait := auth.TokenWait(s.erasures)
 	if wait > 0 {
 		w.Header().Set("Retry-After", ingest.RetryAfter(wait))
 		httpjson.Fail(w, http.StatusTooManyRequests, httpjson.Error{
@@ -144,12 +145,4 @@ func (s *Server) erasureDone(found bool) {
 	if found {
 		s.erasures.Allow()
 	}
-}
-
-// tokenWait is how long until lim has a whole token (0: now), without taking it.
-func tokenWait(lim *rate.Limiter) time.Duration {
-	if t := lim.Tokens(); t < 1 {
-		return time.Duration((1 - t) / float64(lim.Limit()) * float64(time.Second))
-	}
-	return 0
 }
