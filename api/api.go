@@ -11,37 +11,53 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/dogear-dev/dogear/catalog"
 	"github.com/dogear-dev/dogear/insights"
 	"github.com/dogear-dev/dogear/internal/httpjson"
+	"github.com/dogear-dev/dogear/registry"
 	"github.com/dogear-dev/dogear/state"
+	"github.com/dogear-dev/dogear/trainer"
 )
 
-var querySeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
+var querySeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 	Name:    "dogear_api_request_seconds",
 	Help:    "Query API latency by route.",
 	Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 }, []string{"route"})
 
-// Lagger reports how far processors are behind the log.
-type Lagger interface{ TotalLag() int64 }
+// Config is what the API answers from.
+type Config struct {
+	State state.Reader
+	// Lag is how far this process's processors are behind the log, for /v1/stats (nil: none run
+	// here).
+	Lag      func() int64
+	Registry *registry.Registry
+	Trainer  *trainer.Trainer
+	Catalog  *catalog.Catalog
+	Logger   *slog.Logger
+}
 
-// API answers queries from state.
+// API answers queries from state, and recommendations from the serving model.
 type API struct {
-	store  state.Reader
-	lag    Lagger
-	logger *slog.Logger
-	now    func() time.Time
+	store    state.Reader
+	lag      func() int64
+	registry *registry.Registry
+	trainer  *trainer.Trainer
+	catalog  *catalog.Catalog
+	logger   *slog.Logger
+	now      func() time.Time
 }
 
-// New returns the query API over store.
-func New(store state.Reader, lag Lagger, logger *slog.Logger) *API {
-	return &API{store: store, lag: lag, logger: logger, now: time.Now}
+// New returns the API over cfg.
+func New(cfg Config) *API {
+	return &API{store: cfg.State, lag: cfg.Lag, registry: cfg.Registry, trainer: cfg.Trainer, catalog: cfg.Catalog,
+		logger: cfg.Logger, now: time.Now}
 }
 
-// Register adds the query routes to mux.
+// Register adds the query, recommendation and model routes to mux.
 func (a *API) Register(mux *http.ServeMux) {
+	a.registerRecommendations(mux)
 	mux.Handle("GET /v1/readers/{id}/insights", a.timed("reader_insights", a.readerInsights))
 	mux.Handle("GET /v1/readers/{id}/books", a.timed("reader_books", func(r *http.Request) (any, error) {
 		books, err := insights.Books(a.store, r.PathValue("id"))
@@ -154,5 +170,13 @@ func (a *API) stats(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Stats{PlatformStats: p, ProcessorLag: a.lag.TotalLag()}, nil
+	st := Stats{PlatformStats: p}
+	if a.lag != nil {
+		st.ProcessorLag = a.lag()
+	}
+	return st, nil
 }
+
+// Metrics are the package's collectors, for the registry of the process that uses it. They count
+// process-wide, whichever registry exposes them.
+var Metrics = []prometheus.Collector{querySeconds}

@@ -18,7 +18,11 @@ const MaxCatalogBody = 64 << 20
 // to the data directory, and in use by the next request, with no restart. The body is a
 // goodbooks-style CSV (Content-Type text/csv) or a JSON array of books; ?replace=false keeps the
 // books the catalog has and only adds new ones (what imports' titles do).
-func (a *API) RegisterCatalog(mux *http.ServeMux, cat *catalog.Catalog) {
+//
+// They are apart from Register because the catalog has one writer: the embedded process, whose
+// data directory holds it. Distributed api roles read the catalog their data directory was given.
+func (a *API) RegisterCatalog(mux *http.ServeMux) {
+	cat := a.catalog
 	mux.Handle("GET /v1/catalog", a.timed("catalog_list", func(r *http.Request) (any, error) {
 		return map[string]any{"books": cat.Books()}, nil
 	}))

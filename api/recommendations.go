@@ -7,20 +7,12 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/dogear-dev/dogear/catalog"
 	"github.com/dogear-dev/dogear/insights"
 	"github.com/dogear-dev/dogear/internal/httpjson"
 	"github.com/dogear-dev/dogear/recommend"
 	"github.com/dogear-dev/dogear/registry"
 	"github.com/dogear-dev/dogear/trainer"
 )
-
-// Recommender is what the recommendation endpoints need.
-type Recommender struct {
-	Registry *registry.Registry
-	Trainer  *trainer.Trainer
-	Catalog  *catalog.Catalog
-}
 
 // Item is one recommended book as readers see it.
 type Item struct {
@@ -40,24 +32,24 @@ type Recommendations struct {
 	Items        []Item `json:"items"`
 }
 
-// RegisterRecommendations adds the recommendation and model routes.
-func (a *API) RegisterRecommendations(mux *http.ServeMux, r *Recommender) {
+// registerRecommendations adds the recommendation and model routes.
+func (a *API) registerRecommendations(mux *http.ServeMux) {
 	mux.Handle("GET /v1/readers/{id}/recommendations", a.timed("recommendations", func(req *http.Request) (any, error) {
 		n, err := intParam(req, "n", 20, 1, 100)
 		if err != nil {
 			return nil, err
 		}
-		return a.Recommend(r, req.PathValue("id"), n)
+		return a.Recommend(req.PathValue("id"), n)
 	}))
 	mux.Handle("GET /v1/books/{id}/similar", a.timed("similar", func(req *http.Request) (any, error) {
 		n, err := intParam(req, "n", 20, 1, 100)
 		if err != nil {
 			return nil, err
 		}
-		return a.similar(r, req.PathValue("id"), n)
+		return a.similar(req.PathValue("id"), n)
 	}))
 	mux.Handle("GET /v1/models", a.timed("models", func(*http.Request) (any, error) {
-		vs, err := r.Registry.List()
+		vs, err := a.registry.List()
 		return map[string]any{"models": vs}, err
 	}))
 	mux.HandleFunc("POST /v1/models/{version}/promote", func(w http.ResponseWriter, req *http.Request) {
@@ -66,7 +58,7 @@ func (a *API) RegisterRecommendations(mux *http.ServeMux, r *Recommender) {
 			httpjson.Fail(w, http.StatusBadRequest, httpjson.Error{Error: fmt.Sprintf("version must be a number, got %q", req.PathValue("version")), Field: "version"})
 			return
 		}
-		if err := r.Registry.Promote(v); errors.Is(err, registry.ErrNoVersion) {
+		if err := a.registry.Promote(v); errors.Is(err, registry.ErrNoVersion) {
 			httpjson.Fail(w, http.StatusNotFound, httpjson.Error{Error: err.Error(), Field: "version"})
 			return
 		} else if err != nil {
@@ -76,7 +68,7 @@ func (a *API) RegisterRecommendations(mux *http.ServeMux, r *Recommender) {
 		httpjson.Write(w, http.StatusOK, map[string]any{"serving": v})
 	})
 	mux.HandleFunc("POST /v1/models/train", func(w http.ResponseWriter, req *http.Request) {
-		v, err := r.Trainer.TrainOnce(req.Context())
+		v, err := a.trainer.TrainOnce(req.Context())
 		if errors.Is(err, trainer.ErrNoData) {
 			httpjson.Fail(w, http.StatusConflict, httpjson.Error{Error: err.Error()})
 			return
@@ -88,9 +80,9 @@ func (a *API) RegisterRecommendations(mux *http.ServeMux, r *Recommender) {
 	})
 }
 
-func (a *API) item(r *Recommender, book string, score float32, reason, because string) Item {
+func (a *API) item(book string, score float32, reason, because string) Item {
 	it := Item{Book: book, Score: score, Reason: reason, Because: because}
-	if b, ok := r.Catalog.Book(book); ok {
+	if b, ok := a.catalog.Book(book); ok {
 		it.Title, it.Authors, it.Cover = b.Title, b.Authors, b.Cover
 	}
 	return it
@@ -100,7 +92,7 @@ func (a *API) item(r *Recommender, book string, score float32, reason, because s
 // then more by their favourite authors, then books trending now, then the most read books and
 // the catalog's best rated. Books the reader has any record of are never recommended: finished,
 // abandoned, bought, being read (those are in continue_reading), shelved or rated.
-func (a *API) Recommend(r *Recommender, reader string, n int) (*Recommendations, error) {
+func (a *API) Recommend(reader string, n int) (*Recommendations, error) {
 	now := a.now()
 	var history []recommend.Interaction
 	seen := map[string]bool{}
@@ -110,8 +102,8 @@ func (a *API) Recommend(r *Recommender, reader string, n int) (*Recommendations,
 		history = append(history, it)
 		// State folded before the catalog knew an alias may hold the book under its ISBN: the
 		// reader has read the catalog's book all the same.
-		seen[rb.Book], seen[r.Catalog.Canonical(rb.Book)] = true, true
-		if b, ok := r.Catalog.Book(rb.Book); ok && it.Weight > 0 {
+		seen[rb.Book], seen[a.catalog.Canonical(rb.Book)] = true, true
+		if b, ok := a.catalog.Book(rb.Book); ok && it.Weight > 0 {
 			for _, au := range b.Authors {
 				authorScore[au] += it.Weight
 			}
@@ -124,21 +116,21 @@ func (a *API) Recommend(r *Recommender, reader string, n int) (*Recommendations,
 	out := &Recommendations{Reader: reader, Items: []Item{}}
 	taken := map[string]bool{}
 	add := func(book string, score float32, reason, because string) {
-		if len(out.Items) >= n || seen[book] || seen[r.Catalog.Canonical(book)] || taken[book] {
+		if len(out.Items) >= n || seen[book] || seen[a.catalog.Canonical(book)] || taken[book] {
 			return
 		}
 		taken[book] = true
-		out.Items = append(out.Items, a.item(r, book, score, reason, because))
+		out.Items = append(out.Items, a.item(book, score, reason, because))
 	}
-	model, version := r.Registry.Serving()
+	model, version := a.registry.Serving()
 	out.ModelVersion = version
 	if model != nil && len(history) > 0 {
 		for _, rec := range model.Recommend(history, func(b string) bool { return seen[b] }, n) {
-			add(rec.Book, rec.Score, "because you read "+r.Catalog.Title(rec.Because), rec.Because)
+			add(rec.Book, rec.Score, "because you read "+a.catalog.Title(rec.Because), rec.Because)
 		}
 	}
 	for _, au := range topAuthors(authorScore, 3) {
-		for _, b := range r.Catalog.ByAuthor(au) {
+		for _, b := range a.catalog.ByAuthor(au) {
 			add(b, 0, "more by "+au+", whom you read", "")
 		}
 	}
@@ -169,7 +161,7 @@ func (a *API) Recommend(r *Recommender, reader string, n int) (*Recommendations,
 			add(b, 0, "popular with readers", "")
 		}
 	}
-	for _, b := range r.Catalog.Popular() {
+	for _, b := range a.catalog.Popular() {
 		if len(out.Items) >= n {
 			break
 		}
@@ -196,28 +188,28 @@ func topAuthors(score map[string]float32, n int) []string {
 	return out
 }
 
-func (a *API) similar(r *Recommender, book string, n int) (any, error) {
+func (a *API) similar(book string, n int) (any, error) {
 	out := map[string]any{"book": book}
 	items := []Item{}
-	model, version := r.Registry.Serving()
+	model, version := a.registry.Serving()
 	out["model_version"] = version
 	if model != nil {
 		if recs, ok := model.Similar(book, n); ok {
 			for _, rec := range recs {
-				items = append(items, a.item(r, rec.Book, rec.Score, "readers of "+r.Catalog.Title(book)+" also enjoyed", book))
+				items = append(items, a.item(rec.Book, rec.Score, "readers of "+a.catalog.Title(book)+" also enjoyed", book))
 			}
 		}
 	}
-	if b, ok := r.Catalog.Book(book); ok {
+	if b, ok := a.catalog.Book(book); ok {
 		seen := map[string]bool{book: true, b.ID: true}
 		for _, it := range items {
 			seen[it.Book] = true
 		}
 		for _, au := range b.Authors {
-			for _, other := range r.Catalog.ByAuthor(au) {
+			for _, other := range a.catalog.ByAuthor(au) {
 				if len(items) < n && !seen[other] {
 					seen[other] = true
-					items = append(items, a.item(r, other, 0, "also by "+au, book))
+					items = append(items, a.item(other, 0, "also by "+au, book))
 				}
 			}
 		}

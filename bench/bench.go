@@ -224,9 +224,9 @@ func kafkaIngest(ctx context.Context, opts Options, bodies [][]byte, run *Run) e
 	defer os.RemoveAll(dir)
 	cfg := server.DefaultConfig()
 	cfg.DataDir, cfg.Addr, cfg.Logger = dir, "127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg.Distributed.Roles = []string{"ingest"}
-	cfg.Distributed.Log = "kafka://" + strings.Join(cluster.ListenAddrs(), ",") + "/events"
-	srv, err := server.StartDistributed(cfg)
+	cfg.Roles = []string{"ingest"}
+	cfg.Log = "kafka://" + strings.Join(cluster.ListenAddrs(), ",") + "/events"
+	srv, err := server.Start(cfg)
 	if err != nil {
 		return err
 	}

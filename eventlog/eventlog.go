@@ -8,7 +8,6 @@ import (
 	"hash/fnv"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 // Entry is one event to append: its id (the dedup key), its key (the reader, which picks the
@@ -49,8 +48,14 @@ type Log interface {
 	Read(ctx context.Context, partition int, from int64, max int) ([]Record, error)
 	// End is the offset the next record of the partition will get.
 	End(partition int) (int64, error)
-	// Changed returns a channel that is closed the next time any partition grows.
-	Changed() <-chan struct{}
+	// Wait returns once the partition may hold a record at offset from, or with ctx's error.
+	Wait(ctx context.Context, partition int, from int64) error
+	// Claim joins group and runs fold for each partition the group assigns to this process,
+	// each in its own goroutine, until ctx ends; a partition's fold context ends when the
+	// partition is taken away, and no other member gets it before that fold has returned. The
+	// embedded log assigns every partition to its one process. Claim returns nil once ctx ends
+	// and every fold returned, or the first error a fold returned (which ends the others).
+	Claim(ctx context.Context, group string, fold FoldFunc) error
 	Close() error
 }
 
@@ -70,19 +75,23 @@ func PartitionFor(key string, partitions int) int {
 }
 
 var (
-	syncSeconds = promauto.NewHistogram(prometheus.HistogramOpts{
+	syncSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "dogear_eventlog_fsync_seconds",
 		Help:    "Time to durably commit one group of appends (write and fsync).",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 	})
-	groupEvents = promauto.NewHistogram(prometheus.HistogramOpts{
+	groupEvents = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "dogear_eventlog_group_commit_events",
 		Help:    "Events made durable by one fsync (group commit size).",
 		Buckets: prometheus.ExponentialBuckets(1, 4, 10),
 	})
-	groupRequests = promauto.NewHistogram(prometheus.HistogramOpts{
+	groupRequests = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "dogear_eventlog_group_commit_requests",
 		Help:    "Append calls sharing one fsync.",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 10),
 	})
 )
+
+// Metrics are the package's collectors, for the registry of the process that uses it. They count
+// process-wide, whichever registry exposes them.
+var Metrics = []prometheus.Collector{syncSeconds, groupEvents, groupRequests}

@@ -22,6 +22,9 @@ type KafkaConfig struct {
 	Partitions  int
 	Replication int
 	CreateTopic bool
+	// SessionTimeout is how long the consumer group waits for a silent member before giving its
+	// partitions to others (0: Kafka's default, 45 s).
+	SessionTimeout time.Duration
 }
 
 // ParseKafkaURL reads kafka://broker1,broker2/topic.
@@ -125,8 +128,7 @@ func (k *Kafka) Append(ctx context.Context, entries []Entry) ([]bool, error) {
 	return make([]bool, len(entries)), nil
 }
 
-// Read implements Log. It waits up to 200 ms for records when there are none yet, which is why
-// Changed never needs to signal.
+// Read implements Log. When nothing is buffered it fetches once, waiting up to 200 ms for records.
 func (k *Kafka) Read(ctx context.Context, p int, from int64, max int) ([]Record, error) {
 	pr, err := k.reader(p, from)
 	if err != nil {
@@ -134,23 +136,17 @@ func (k *Kafka) Read(ctx context.Context, p int, from int64, max int) ([]Record,
 	}
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
-	if from != pr.next {
-		pr.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{k.cfg.Topic: {int32(p): {Epoch: -1, Offset: from}}})
-		pr.next, pr.buf = from, nil
-	}
+	pr.seek(k.cfg.Topic, p, from)
 	if len(pr.buf) == 0 {
 		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		fetches := pr.cl.PollRecords(pctx, max)
+		err := pr.fetch(pctx)
 		cancel()
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		for _, fe := range fetches.Errors() {
-			if !errors.Is(fe.Err, context.DeadlineExceeded) && !errors.Is(fe.Err, context.Canceled) {
-				return nil, fe.Err
-			}
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return nil, err
 		}
-		pr.buf = append(pr.buf, fetches.Records()...)
 	}
 	var out []Record
 	for len(pr.buf) > 0 && len(out) < max {
@@ -163,6 +159,60 @@ func (k *Kafka) Read(ctx context.Context, p int, from int64, max int) ([]Record,
 		pr.next = r.Offset + 1
 	}
 	return out, nil
+}
+
+// Wait implements Log: it fetches (a long poll on the brokers) until a record at from or later is
+// buffered for the next Read. Each poll lasts at most a second, so that a Read of the same
+// partition (an export) is not held up behind it.
+func (k *Kafka) Wait(ctx context.Context, p int, from int64) error {
+	pr, err := k.reader(p, from)
+	if err != nil {
+		return err
+	}
+	for {
+		pr.mu.Lock()
+		pr.seek(k.cfg.Topic, p, from)
+		if len(pr.buf) > 0 {
+			pr.mu.Unlock()
+			return nil
+		}
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := pr.fetch(pctx)
+		cancel()
+		pr.mu.Unlock()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+	}
+}
+
+// seek moves the reader to from unless it is there already. Callers hold pr.mu.
+func (pr *partitionReader) seek(topic string, p int, from int64) {
+	if from != pr.next {
+		pr.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{topic: {int32(p): {Epoch: -1, Offset: from}}})
+		pr.next, pr.buf = from, nil
+	}
+}
+
+// fetch polls once and buffers what came. Callers hold pr.mu.
+func (pr *partitionReader) fetch(ctx context.Context) error {
+	fetches := pr.cl.PollRecords(ctx, 10_000)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, fe := range fetches.Errors() {
+		switch {
+		case errors.Is(fe.Err, kgo.ErrClientClosed):
+			return ErrClosed
+		case !errors.Is(fe.Err, context.DeadlineExceeded) && !errors.Is(fe.Err, context.Canceled):
+			return fe.Err
+		}
+	}
+	pr.buf = append(pr.buf, fetches.Records()...)
+	return nil
 }
 
 func (k *Kafka) reader(p int, from int64) (*partitionReader, error) {
@@ -180,6 +230,54 @@ func (k *Kafka) reader(p int, from int64) (*partitionReader, error) {
 	pr := &partitionReader{cl: cl, next: from}
 	k.readers[p] = pr
 	return pr, nil
+}
+
+// dropReader closes partition p's reader, once its partition went to another member.
+func (k *Kafka) dropReader(p int) {
+	k.mu.Lock()
+	pr, ok := k.readers[p]
+	delete(k.readers, p)
+	k.mu.Unlock()
+	if ok {
+		pr.cl.Close()
+	}
+}
+
+// Claim implements Log with a Kafka consumer group that only manages membership: its client never
+// fetches (the topic is paused), since each claimed partition is read through Read. The
+// cooperative-sticky balancer moves only the partitions that must move, and kgo calls the revoke
+// callback, which waits for the partitions' folds to return, before they are given away.
+func (k *Kafka) Claim(ctx context.Context, group string, fold FoldFunc) error {
+	c, ctx := newClaims(ctx, fold, k.dropReader)
+	ours := func(m map[string][]int32) []int {
+		var ps []int
+		for _, p := range m[k.cfg.Topic] {
+			ps = append(ps, int(p))
+		}
+		return ps
+	}
+	revoke := func(_ context.Context, _ *kgo.Client, m map[string][]int32) { c.stop(ours(m)...) }
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(k.cfg.Brokers...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(k.cfg.Topic),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()), kgo.DisableAutoCommit(),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			for _, p := range ours(m) {
+				c.start(p)
+			}
+		}),
+		kgo.OnPartitionsRevoked(revoke), kgo.OnPartitionsLost(revoke),
+	}
+	if t := k.cfg.SessionTimeout; t > 0 {
+		opts = append(opts, kgo.SessionTimeout(t), kgo.HeartbeatInterval(t/5))
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return err
+	}
+	cl.PauseFetchTopics(k.cfg.Topic)
+	<-ctx.Done()
+	cl.Close() // leaves the group, which revokes what is left
+	return c.stopAll()
 }
 
 // End implements Log, from the brokers' end offsets (cached for 100 ms: processors and metrics
@@ -205,11 +303,6 @@ func (k *Kafka) End(p int) (int64, error) {
 	defer k.mu.Unlock()
 	return k.ends[int32(p)], nil
 }
-
-var alwaysClosed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
-
-// Changed implements Log: always ready, since Read itself waits for new records.
-func (k *Kafka) Changed() <-chan struct{} { return alwaysClosed }
 
 // Ping checks that the cluster answers and has the topic, within ctx.
 func (k *Kafka) Ping(ctx context.Context) error {

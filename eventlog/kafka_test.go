@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -26,13 +27,13 @@ func TestKafkaConformance(t *testing.T) {
 		topic := fmt.Sprintf("events-%d", topicSeq.Add(1))
 		return func(t *testing.T) eventlog.Log {
 			l, err := eventlog.OpenKafka(context.Background(), eventlog.KafkaConfig{
-				Brokers: cluster.ListenAddrs(), Topic: topic, Partitions: 4, Replication: 3, CreateTopic: true})
+				Brokers: cluster.ListenAddrs(), Topic: topic, Partitions: 4, Replication: 3, CreateTopic: true, SessionTimeout: 6 * time.Second})
 			if err != nil {
 				t.Fatal(err)
 			}
 			return l
 		}
-	}, logtest.Options{DedupOnAppend: false})
+	}, logtest.Options{SharedByProcesses: true})
 }
 
 func TestKafkaRefusesOtherPartitionCount(t *testing.T) {

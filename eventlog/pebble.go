@@ -170,11 +170,33 @@ func (l *Pebble) Partitions() int { return l.parts }
 // End implements Log.
 func (l *Pebble) End(p int) (int64, error) { return l.end[p].Load(), nil }
 
-// Changed implements Log.
-func (l *Pebble) Changed() <-chan struct{} {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.changed
+// Wait implements Log.
+func (l *Pebble) Wait(ctx context.Context, p int, from int64) error {
+	for {
+		l.mu.Lock()
+		changed := l.changed
+		l.mu.Unlock()
+		if l.end[p].Load() > from {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-l.closed:
+			return ErrClosed
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Claim implements Log: the embedded log has one process, which gets every partition.
+func (l *Pebble) Claim(ctx context.Context, _ string, fold FoldFunc) error {
+	c, ctx := newClaims(ctx, fold, nil)
+	for p := range l.parts {
+		c.start(p)
+	}
+	<-ctx.Done()
+	return c.stopAll()
 }
 
 // Append implements Log.

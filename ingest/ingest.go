@@ -17,7 +17,6 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/dogear-dev/dogear/event"
 	"github.com/dogear-dev/dogear/eventlog"
@@ -66,20 +65,20 @@ type Response struct {
 }
 
 var (
-	eventsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+	eventsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "dogear_ingest_events_total", Help: "Events accepted by ingest, by route and result: new or duplicate.",
 	}, []string{"route", "result"})
-	refusedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+	refusedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "dogear_ingest_refused_total", Help: "Events refused by ingest, by route and reason code.",
 	}, []string{"route", "reason"})
-	requestsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+	requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "dogear_ingest_requests_total", Help: "Ingest requests by route and HTTP status.",
 	}, []string{"route", "status"})
-	requestSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
+	requestSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "dogear_ingest_request_seconds", Help: "Time from request start to durable acknowledgement, by route.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	}, []string{"route"})
-	batchEvents = promauto.NewHistogramVec(prometheus.HistogramOpts{
+	batchEvents = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "dogear_ingest_batch_events", Help: "Events per ingest request, by route.",
 		Buckets: prometheus.ExponentialBuckets(1, 4, 10),
 	}, []string{"route"})
@@ -314,3 +313,7 @@ func idOf(raw []byte) string {
 	}
 	return ""
 }
+
+// Metrics are the package's collectors, for the registry of the process that uses it. They count
+// process-wide, whichever registry exposes them.
+var Metrics = []prometheus.Collector{eventsTotal, refusedTotal, requestsTotal, requestSeconds, batchEvents}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/dogear-dev/dogear/event"
 	"github.com/dogear-dev/dogear/eventlog"
@@ -26,36 +25,44 @@ import (
 // smaller ones make fresh events visible sooner.
 const BatchSize = 2000
 
-var eventsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+var eventsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "dogear_processor_events_total",
 	Help: "Log records processed, by result: applied, duplicate (event id applied before), corrupt (undecodable, skipped) or erased (sealed with an erased reader's key, skipped).",
 }, []string{"result"})
 
-// Processor folds the log into state. Partitions are processed concurrently, each by one
-// goroutine, because every state key belongs to exactly one partition.
-type Processor struct {
-	log     eventlog.Log
-	store   state.Store
-	applied []atomic.Int64 // next offset per partition, as committed
-	logger  *slog.Logger
-	erase   []chan eraseReq // per partition, served between batches
-	// shred opens sealed records and carries out erasure markers (distributed mode); nil when
+// Config is what a processor is told besides its log and state.
+type Config struct {
+	// Group is the consumer group the processors of a deployment share (Kafka); the embedded
+	// log gives its one process every partition.
+	Group string
+	// Mirrors are logs holding mirrored copies of the events (MirrorMaker 2 topics, partitioned
+	// alike). A claimed partition is folded from the log and from each mirror; an event arriving
+	// through two of them is applied once, since state deduplicates by event id.
+	Mirrors []eventlog.Log
+	// Shred opens sealed records and carries out erasure markers (distributed mode); nil when
 	// the log holds events as they are.
-	shred *shred.Shredder
+	Shred *shred.Shredder
 	// Canonical, when set, names the book an event's book id (an ISBN, an ASIN) stands for, so
 	// that every name of one book folds into one (catalog.Catalog.Canonical).
 	Canonical func(book string) string
+	Logger    *slog.Logger
 }
 
-type eraseReq struct {
-	reader string
-	done   chan erased
+// Processor folds the partitions its log assigns it into state. Partitions are folded
+// concurrently, each by one goroutine, because every state key belongs to exactly one partition.
+type Processor struct {
+	cfg     Config
+	log     eventlog.Log
+	sources []eventlog.Log // log, then mirrors: source i of partition p commits to slot i×SlotStride+p
+	store   state.Store
+	parts   []partition
 }
 
-// erased is what an erasure found: whether anything of the reader was held, and any error.
-type erased struct {
-	found bool
-	err   error
+type partition struct {
+	// mu is held while a batch is read, folded and committed, and by Erase.
+	mu      sync.Mutex
+	owned   atomic.Bool
+	applied []atomic.Int64 // per source: the next offset, as committed
 }
 
 // readerEraser is a log that can delete a reader's records (the embedded log).
@@ -65,110 +72,154 @@ type readerEraser interface {
 }
 
 // New returns a processor of log into store.
-func New(log eventlog.Log, store state.Store, logger *slog.Logger) (*Processor, error) {
-	p := &Processor{log: log, store: store, applied: make([]atomic.Int64, log.Partitions()), logger: logger,
-		erase: make([]chan eraseReq, log.Partitions())}
-	for part := range p.applied {
-		p.erase[part] = make(chan eraseReq)
-		off, err := store.Offset(part)
-		if err != nil {
-			return nil, err
-		}
-		p.applied[part].Store(off)
+func New(log eventlog.Log, store state.Store, cfg Config) *Processor {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
-	return p, nil
+	p := &Processor{cfg: cfg, log: log, sources: append([]eventlog.Log{log}, cfg.Mirrors...), store: store,
+		parts: make([]partition, log.Partitions())}
+	for i := range p.parts {
+		p.parts[i].applied = make([]atomic.Int64, len(p.sources))
+	}
+	return p
 }
 
-// Run processes every partition until ctx ends, waiting for new records when caught up.
-func (p *Processor) Run(ctx context.Context) error { return p.each(ctx, false) }
+// Run folds the partitions the log assigns to this process until ctx ends, waiting for new
+// records when caught up.
+func (p *Processor) Run(ctx context.Context) error {
+	return p.log.Claim(ctx, p.cfg.Group, func(ctx context.Context, part int) error {
+		return p.partition(ctx, part, false)
+	})
+}
 
-// CatchUp processes every partition up to its end as of the call, then returns.
-func (p *Processor) CatchUp(ctx context.Context) error { return p.each(ctx, true) }
-
-func (p *Processor) each(ctx context.Context, untilEnd bool) error {
+// CatchUp folds every partition up to its end as of the call, then returns.
+func (p *Processor) CatchUp(ctx context.Context) error {
 	var wg sync.WaitGroup
-	errs := make([]error, len(p.applied))
-	for part := range p.applied {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[part] = p.partition(ctx, part, untilEnd)
-		}()
+	errs := make([]error, len(p.parts))
+	for part := range p.parts {
+		wg.Go(func() { errs[part] = p.partition(ctx, part, true) })
 	}
 	wg.Wait()
-	err := errors.Join(errs...)
-	if errors.Is(err, context.Canceled) && !untilEnd {
-		return nil
-	}
-	return err
+	return errors.Join(errs...)
 }
 
+func slot(source, part int) int { return source*state.SlotStride + part }
+
+// partition folds one partition from every source, until ctx ends or, with untilEnd, until each
+// source's end as of the start.
 func (p *Processor) partition(ctx context.Context, part int, untilEnd bool) error {
-	off := p.applied[part].Load()
-	stop := int64(-1)
-	if untilEnd {
-		end, err := p.log.End(part)
+	if h, ok := p.store.(state.Handoff); ok {
+		if err := h.Acquire(ctx, part); err != nil {
+			return err
+		}
+		defer func() {
+			if err := h.Release(part); err != nil {
+				p.cfg.Logger.Error("releasing partition state", "partition", part, "err", err)
+			}
+		}()
+	}
+	pt := &p.parts[part]
+	offs, stops := make([]int64, len(p.sources)), make([]int64, len(p.sources))
+	for i, src := range p.sources {
+		off, err := p.store.Offset(slot(i, part))
 		if err != nil {
 			return err
 		}
-		stop = end
+		offs[i] = off
+		pt.applied[i].Store(off)
+		if untilEnd {
+			if stops[i], err = src.End(part); err != nil {
+				return err
+			}
+		}
 	}
+	pt.owned.Store(true)
+	defer pt.owned.Store(false)
 	var w state.Writes
 	tx := &overlay{store: p.store, w: &w}
-	// The poll timer covers logs whose Changed channel cannot see every append (another process
-	// writing to Kafka).
-	poll := time.NewTicker(time.Second)
-	defer poll.Stop()
 	for {
-		if stop >= 0 && off >= stop {
+		progressed, behind := false, false
+		for i := range p.sources {
+			if untilEnd && offs[i] >= stops[i] {
+				continue
+			}
+			next, err := p.batch(ctx, tx, part, i, offs[i])
+			if err != nil {
+				return err
+			}
+			progressed = progressed || next > offs[i]
+			offs[i] = next
+			behind = behind || !untilEnd || next < stops[i]
+		}
+		if !behind {
 			return nil
 		}
-		select {
-		case req := <-p.erase[part]:
-			req.done <- p.eraseReader(ctx, part, off, req.reader)
-			continue
-		default:
-		}
-		changed := p.log.Changed()
-		recs, err := p.log.Read(ctx, part, off, BatchSize)
-		if err != nil {
-			return err
-		}
-		if len(recs) == 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-changed:
-			case <-poll.C:
-			case req := <-p.erase[part]:
-				req.done <- p.eraseReader(ctx, part, off, req.reader)
+		if !progressed {
+			if err := p.wait(ctx, part, offs); err != nil {
+				return err
 			}
-			continue
 		}
-		w.Reset()
-		f, err := p.fold(ctx, tx, part, recs)
-		if err != nil {
-			return err
-		}
-		next := recs[f.n-1].Offset + 1
-		if err := p.store.Commit(part, next, &w); errors.Is(err, state.ErrNoSpace) {
-			// Nothing was written; the same batch is read and applied again once space returns.
-			p.logger.Warn("state disk nearly full; processing paused", "partition", part)
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(time.Second):
-			}
-			continue
-		} else if err != nil {
-			return err
-		}
-		if err := p.shredAfterCommit(ctx, f); err != nil {
-			return err
-		}
-		off = next
-		p.applied[part].Store(off)
 	}
+}
+
+// batch reads, folds and commits one batch of a source's partition from offset off, and returns
+// the offset to go on from.
+func (p *Processor) batch(ctx context.Context, tx *overlay, part, source int, off int64) (int64, error) {
+	pt := &p.parts[part]
+	pt.mu.Lock()
+	recs, err := p.sources[source].Read(ctx, part, off, BatchSize)
+	if err != nil || len(recs) == 0 {
+		pt.mu.Unlock()
+		return off, err
+	}
+	tx.w.Reset()
+	f, err := p.fold(ctx, tx, part, p.sources[source], recs)
+	if err != nil {
+		pt.mu.Unlock()
+		return off, err
+	}
+	next := recs[f.n-1].Offset + 1
+	err = p.store.Commit(slot(source, part), next, tx.w)
+	if err == nil {
+		pt.applied[source].Store(next)
+	}
+	pt.mu.Unlock()
+	if errors.Is(err, state.ErrNoSpace) {
+		// Nothing was written; the same batch is read and applied again once space returns.
+		p.cfg.Logger.Warn("state disk nearly full; processing paused", "partition", part)
+		select {
+		case <-ctx.Done():
+			return off, ctx.Err()
+		case <-time.After(time.Second):
+			return off, nil
+		}
+	}
+	if err != nil {
+		return off, err
+	}
+	return next, p.shredAfterCommit(ctx, f)
+}
+
+// wait returns once any source may have a record of the partition past offs.
+func (p *Processor) wait(ctx context.Context, part int, offs []int64) error {
+	if len(p.sources) == 1 {
+		return p.sources[0].Wait(ctx, part, offs[0])
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, len(p.sources))
+	for i, src := range p.sources {
+		go func() { done <- src.Wait(wctx, part, offs[i]) }()
+	}
+	err := <-done
+	cancel()
+	for range len(p.sources) - 1 {
+		<-done
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
 }
 
 // folded says how far fold got: n records, and the key to shred once they are committed.
@@ -180,7 +231,7 @@ type folded struct {
 // fold applies a batch of one partition's records to tx, in order. It stops before an erasure
 // marker (package shred) that is not the first record: an erasure scans committed state, so what
 // precedes it must be committed first. A marker first in the batch is folded alone.
-func (p *Processor) fold(ctx context.Context, tx *overlay, part int, recs []eventlog.Record) (folded, error) {
+func (p *Processor) fold(ctx context.Context, tx *overlay, part int, src eventlog.Log, recs []eventlog.Record) (folded, error) {
 	var applied, dups, corrupt, erasedN float64
 	defer func() {
 		eventsTotal.WithLabelValues("applied").Add(applied)
@@ -188,11 +239,11 @@ func (p *Processor) fold(ctx context.Context, tx *overlay, part int, recs []even
 		eventsTotal.WithLabelValues("corrupt").Add(corrupt)
 		eventsTotal.WithLabelValues("erased").Add(erasedN)
 	}()
-	er, isEraser := p.log.(readerEraser)
+	er, isEraser := src.(readerEraser)
 	for i := range recs {
 		value := recs[i].Value
-		if p.shred != nil {
-			r, err := p.shred.Open(ctx, value)
+		if p.cfg.Shred != nil {
+			r, err := p.cfg.Shred.Open(ctx, value)
 			if err != nil {
 				return folded{n: i}, err
 			}
@@ -214,7 +265,7 @@ func (p *Processor) fold(ctx context.Context, tx *overlay, part int, recs []even
 		if err != nil {
 			// A record that was validated on the way in cannot fail to decode unless the log
 			// was damaged; skipping it keeps every other reader's state going.
-			p.logger.Error("skipping undecodable log record", "partition", part, "offset", recs[i].Offset, "err", err)
+			p.cfg.Logger.Error("skipping undecodable log record", "partition", part, "offset", recs[i].Offset, "err", err)
 			corrupt++
 			continue
 		}
@@ -224,8 +275,8 @@ func (p *Processor) fold(ctx context.Context, tx *overlay, part int, recs []even
 				continue
 			}
 		}
-		if p.Canonical != nil && e.Book != "" {
-			e.Book = p.Canonical(e.Book)
+		if p.cfg.Canonical != nil && e.Book != "" {
+			e.Book = p.cfg.Canonical(e.Book)
 		}
 		ok, err := insights.Apply(tx, part, &e)
 		if err != nil {
@@ -248,10 +299,10 @@ func (p *Processor) shredAfterCommit(ctx context.Context, f folded) error {
 	}
 	var err error
 	for try := range 10 {
-		if err = p.shred.Shred(ctx, f.shred); err == nil {
+		if err = p.cfg.Shred.Shred(ctx, f.shred); err == nil {
 			return nil
 		}
-		p.logger.Warn("deleting an erased reader's key failed; retrying", "key", f.shred, "try", try+1, "err", err)
+		p.cfg.Logger.Warn("deleting an erased reader's key failed; retrying", "key", f.shred, "try", try+1, "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -261,47 +312,69 @@ func (p *Processor) shredAfterCommit(ctx context.Context, f folded) error {
 	return fmt.Errorf("deleting the key %s of an erased reader: %w", f.shred, err)
 }
 
-// Erase removes a reader from the log (when the log supports it) and from state, in the
-// goroutine that owns the reader's partition, so no batch in flight can bring them back. Run must
-// be running. It reports whether the log or state held anything of the reader.
+// Erase removes a reader from the log (when the log supports it) and from state, holding the
+// reader's partition so that no batch is folded meanwhile; a batch read before still skips the
+// reader's records, which the log reports erased. It reports whether the log or state held
+// anything of the reader.
 func (p *Processor) Erase(ctx context.Context, reader string) (bool, error) {
-	req := eraseReq{reader: reader, done: make(chan erased, 1)}
-	part := eventlog.PartitionFor(reader, len(p.applied))
-	select {
-	case p.erase[part] <- req:
-	case <-ctx.Done():
-		return false, ctx.Err()
-	}
-	res := <-req.done
-	return res.found, res.err
-}
-
-func (p *Processor) eraseReader(ctx context.Context, part int, off int64, reader string) erased {
+	part := eventlog.PartitionFor(reader, len(p.parts))
+	pt := &p.parts[part]
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
 	records := 0
 	if er, ok := p.log.(readerEraser); ok {
 		n, err := er.EraseReader(ctx, reader)
 		if err != nil {
-			return erased{err: err}
+			return false, err
 		}
 		records = n
+	}
+	off, err := p.store.Offset(part)
+	if err != nil {
+		return false, err
 	}
 	var w state.Writes
 	found, err := insights.Erase(p.store, &w, part, reader)
 	if err != nil {
-		return erased{err: err}
+		return false, err
 	}
-	return erased{found: found || records > 0, err: p.store.Commit(part, off, &w)}
+	return found || records > 0, p.store.Commit(part, off, &w)
 }
 
-// Lag is, per partition, how many log records are not yet folded into state.
+// Status is which partitions a processor folds and how far behind the log it is.
+type Status struct {
+	Partitions []int `json:"partitions"`
+	Lag        int64 `json:"processor_lag_events"`
+}
+
+// Status reports the partitions this process folds now and its total lag.
+func (p *Processor) Status() Status {
+	st := Status{Partitions: []int{}}
+	for part, l := range p.Lag() {
+		if p.parts[part].owned.Load() {
+			st.Partitions = append(st.Partitions, part)
+			st.Lag += l
+		}
+	}
+	return st
+}
+
+// Lag is, per partition, how many records of the log and its mirrors are not yet folded into
+// state; 0 for a partition this process does not fold.
 func (p *Processor) Lag() []int64 {
-	lag := make([]int64, len(p.applied))
-	for part := range p.applied {
-		end, err := p.log.End(part)
-		if err != nil {
+	lag := make([]int64, len(p.parts))
+	for part := range p.parts {
+		pt := &p.parts[part]
+		if !pt.owned.Load() {
 			continue
 		}
-		lag[part] = max(0, end-p.applied[part].Load())
+		for i, src := range p.sources {
+			end, err := src.End(part)
+			if err != nil {
+				continue
+			}
+			lag[part] += max(0, end-pt.applied[i].Load())
+		}
 	}
 	return lag
 }
@@ -342,3 +415,7 @@ func (o *overlay) Get(k []byte) ([]byte, bool, error) {
 }
 func (o *overlay) Put(k, v []byte) { o.w.Put(k, v) }
 func (o *overlay) Delete(k []byte) { o.w.Delete(k) }
+
+// Metrics are the package's collectors, for the registry of the process that uses it. They count
+// process-wide, whichever registry exposes them.
+var Metrics = []prometheus.Collector{eventsTotal}

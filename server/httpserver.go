@@ -4,15 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/dogear-dev/dogear/api"
+	"github.com/dogear-dev/dogear/eventlog"
+	"github.com/dogear-dev/dogear/ingest"
 	"github.com/dogear-dev/dogear/internal/httpjson"
 	"github.com/dogear-dev/dogear/internal/pebbledb"
+	"github.com/dogear-dev/dogear/processor"
 )
 
 // check is one condition a process must meet to take traffic: fn returns "" when it is met, else
@@ -25,21 +29,20 @@ type check struct {
 // readyTimeout bounds each readiness check, so /readyz answers within a Kubernetes probe's time.
 const readyTimeout = 2 * time.Second
 
-// serveHTTP adds /healthz, /readyz and /metrics to the routes of the process's roles and starts
-// the one HTTP server every dogear process runs, embedded or distributed. /readyz runs every
-// check and answers 503 with the reasons when one fails; status adds facts to its body (roles,
-// lag). gatherer adds the process's own metrics to the default registry's.
-func (s *Server) serveHTTP(mux *http.ServeMux, checks []check, status func() map[string]any, gatherer prometheus.Gatherer) {
+// serveHTTP adds /healthz, /readyz and /metrics to the roles' routes and starts the one HTTP
+// server of the process. /readyz runs every check the roles added and answers 503 with the
+// reasons when one fails; the roles' status adds facts to its body (roles, lag).
+func (s *Server) serveHTTP(mux *http.ServeMux) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		httpjson.Write(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		body := map[string]any{}
-		if status != nil {
-			maps.Copy(body, status())
+		for _, add := range s.status {
+			add(body)
 		}
 		code, results := http.StatusOK, map[string]string{}
-		for _, c := range append([]check{{"running", s.running}}, checks...) {
+		for _, c := range s.checks {
 			ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 			reason := c.fn(ctx)
 			cancel()
@@ -55,17 +58,9 @@ func (s *Server) serveHTTP(mux *http.ServeMux, checks []check, status func() map
 		}
 		httpjson.Write(w, code, body)
 	})
-	gatherers := prometheus.Gatherers{prometheus.DefaultGatherer}
-	if gatherer != nil {
-		gatherers = append(gatherers, gatherer)
-	}
-	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{}))
-	var handler http.Handler = mux
-	if s.guard != nil {
-		handler = s.guard.Wrap(mux)
-	}
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
 	s.http = &http.Server{
-		Handler: handler,
+		Handler: s.guard.Wrap(mux),
 		// Slow or stalled clients cannot hold connections forever.
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute,
@@ -81,6 +76,18 @@ func (s *Server) serveHTTP(mux *http.ServeMux, checks []check, status func() map
 	s.ready.Store(true)
 }
 
+// newMetrics is the process's own Prometheus registry: the Go runtime's and the process's
+// collectors and every package's metrics. Processors add their lag when the role runs.
+func newMetrics() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(eventlog.Metrics...)
+	reg.MustRegister(ingest.Metrics...)
+	reg.MustRegister(processor.Metrics...)
+	reg.MustRegister(api.Metrics...)
+	return reg
+}
+
 func (s *Server) running(context.Context) string {
 	if !s.ready.Load() {
 		return "shutting down"
@@ -88,14 +95,9 @@ func (s *Server) running(context.Context) string {
 	return ""
 }
 
-// lagCheck fails while processors are more than max events behind the log (max 0: no bound).
-func lagCheck(lag func() int64, max int64) check {
-	return check{"processors", func(context.Context) string {
-		if n := lag(); max > 0 && n > max {
-			return fmt.Sprintf("processors are %d events behind the log (ready at %d or fewer)", n, max)
-		}
-		return ""
-	}}
+// lagReason says why a process whose processors are n events behind is not ready.
+func lagReason(n, bound int64) string {
+	return fmt.Sprintf("processors are %d events behind the log (ready at %d or fewer)", n, bound)
 }
 
 // diskCheck fails while the data directory has less free space than ingest needs.

@@ -16,8 +16,10 @@ import (
 	"time"
 
 	"github.com/dogear-dev/dogear/archive"
+	"github.com/dogear-dev/dogear/datadir"
 	"github.com/dogear-dev/dogear/event"
 	"github.com/dogear-dev/dogear/loadgen"
+	"github.com/dogear-dev/dogear/maintenance"
 	"github.com/dogear-dev/dogear/server"
 	"github.com/dogear-dev/dogear/state"
 )
@@ -169,12 +171,12 @@ func TestExportAndErasure(t *testing.T) {
 	})
 
 	// A rebuild from the log does not bring the reader back.
-	cfg := server.DefaultConfig()
-	cfg.DataDir, cfg.CacheBytes, cfg.Logger = dirA, 16<<20, slog.New(slog.NewTextHandler(io.Discard, nil))
-	if diff, err := server.Verify(context.Background(), cfg); err != nil || diff != "" {
+	quiet, o := slog.New(slog.NewTextHandler(io.Discard, nil)), datadir.Options{CacheBytes: 16 << 20}
+	dataDir := dirA
+	if diff, err := maintenance.Verify(context.Background(), dataDir, o, quiet); err != nil || diff != "" {
 		t.Fatalf("verify after erasure: %q %v", diff, err)
 	}
-	if err := server.Rebuild(context.Background(), cfg); err != nil {
+	if err := maintenance.Rebuild(context.Background(), dataDir, o, quiet); err != nil {
 		t.Fatal(err)
 	}
 	_, urlA2 := start(t, func(c *server.Config) { c.DataDir = dirA })

@@ -55,9 +55,9 @@ func TestReadyzFollowsKafka(t *testing.T) {
 	cfg := server.DefaultConfig()
 	cfg.DataDir, cfg.Addr, cfg.Partitions = t.TempDir(), "127.0.0.1:0", 4
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg.Distributed.Roles = []string{"ingest"}
-	cfg.Distributed.Log = "kafka://" + strings.Join(cluster.ListenAddrs(), ",") + "/events"
-	srv, err := server.StartDistributed(cfg)
+	cfg.Roles = []string{"ingest"}
+	cfg.Log = "kafka://" + strings.Join(cluster.ListenAddrs(), ",") + "/events"
+	srv, err := server.Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,9 +19,11 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/dogear-dev/dogear/archive"
+	"github.com/dogear-dev/dogear/datadir"
 	"github.com/dogear-dev/dogear/ingest"
 	"github.com/dogear-dev/dogear/internal/servertest"
 	"github.com/dogear-dev/dogear/loadgen"
+	"github.com/dogear-dev/dogear/maintenance"
 	"github.com/dogear-dev/dogear/objstore"
 	"github.com/dogear-dev/dogear/server"
 )
@@ -292,12 +294,12 @@ func TestRebuildReproducesInsights(t *testing.T) {
 	before := answers(url)
 	srv.Shutdown(context.Background())
 
-	cfg := server.DefaultConfig()
-	cfg.DataDir, cfg.CacheBytes, cfg.Logger = dir, 16<<20, slog.New(slog.NewTextHandler(io.Discard, nil))
-	if diff, err := server.Verify(context.Background(), cfg); err != nil || diff != "" {
+	quiet, o := slog.New(slog.NewTextHandler(io.Discard, nil)), datadir.Options{CacheBytes: 16 << 20}
+	dataDir := dir
+	if diff, err := maintenance.Verify(context.Background(), dataDir, o, quiet); err != nil || diff != "" {
 		t.Fatalf("live state differs from a rebuild: %q %v", diff, err)
 	}
-	if err := server.Rebuild(context.Background(), cfg); err != nil {
+	if err := maintenance.Rebuild(context.Background(), dataDir, o, quiet); err != nil {
 		t.Fatal(err)
 	}
 	_, url = start(t, func(c *server.Config) { c.DataDir = dir })

@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -36,28 +37,32 @@ func OpenPartitioned(dir string, cacheBytes int64) (*Partitioned, error) {
 	return &Partitioned{dir: dir, cache: cacheBytes, open: map[int]*Pebble{}}, nil
 }
 
-// Acquire opens partition p's store, waiting up to timeout for a previous owner to let go.
-func (s *Partitioned) Acquire(p int, timeout time.Duration) (*Pebble, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if db, ok := s.open[p]; ok {
-		return db, nil
-	}
-	deadline := time.Now().Add(timeout)
+// Acquire implements Handoff: it opens partition p's store, waiting for a previous holder (whose
+// directory lock keeps it closed to others) to let go.
+func (s *Partitioned) Acquire(ctx context.Context, p int) error {
 	for {
+		s.mu.Lock()
+		if _, ok := s.open[p]; ok {
+			s.mu.Unlock()
+			return nil
+		}
 		db, err := OpenPebble(filepath.Join(s.dir, fmt.Sprintf("p%05d", p)), s.cache)
 		if err == nil {
 			s.open[p] = db
-			return db, nil
 		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("partition %d state is still held by another process: %w", p, err)
+		s.mu.Unlock()
+		if err == nil {
+			return nil
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("partition %d state is still held by another process: %w", p, err)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 
-// Release closes partition p's store so another process can take it.
+// Release implements Handoff: it closes partition p's store so another process can take it.
 func (s *Partitioned) Release(p int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -67,16 +72,6 @@ func (s *Partitioned) Release(p int) error {
 	}
 	delete(s.open, p)
 	return db.Close()
-}
-
-// AcquireAll opens every partition store in the folder (for reading it all once processing stopped).
-func (s *Partitioned) AcquireAll(partitions int) error {
-	for p := 0; p < partitions; p++ {
-		if _, err := s.Acquire(p, 10*time.Second); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func (s *Partitioned) stores() []*Pebble {

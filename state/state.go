@@ -3,6 +3,7 @@
 package state
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -24,6 +25,17 @@ type Store interface {
 	// Offset is the next log offset the slot must apply (0 for a new store).
 	Offset(slot int) (int64, error)
 	Close() error
+}
+
+// Handoff is a Store whose partitions are held by one process at a time (Partitioned): a
+// processor acquires a partition's state before folding it and releases it when the partition
+// goes to another process. Stores every process shares (Pebble, Cassandra) need no handoff.
+type Handoff interface {
+	Store
+	// Acquire takes partition p's state, waiting until its previous holder let go or ctx ends.
+	Acquire(ctx context.Context, p int) error
+	// Release lets partition p's state go to another process.
+	Release(p int) error
 }
 
 // ScanPrefix calls fn for every key that starts with prefix, in key order.

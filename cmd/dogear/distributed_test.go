@@ -104,13 +104,13 @@ func TestScaleOutOverKafka(t *testing.T) {
 		if i == 6000 {
 			// Mid-stream, once the victim owns partitions and has folded some of them.
 			for deadline := time.Now().Add(20 * time.Second); ; {
-				var st processor.GroupStatus
+				var st processor.Status
 				if resp, err := http.Get("http://" + procAddrs[1] + "/v1/processor"); err == nil {
 					json.NewDecoder(resp.Body).Decode(&st)
 					resp.Body.Close()
 				}
-				if len(st.Owned["events"]) > 0 {
-					t.Logf("killing a processor that owns partitions %v (lag %d)", st.Owned["events"], st.Lag)
+				if len(st.Partitions) > 0 {
+					t.Logf("killing a processor that owns partitions %v (lag %d)", st.Partitions, st.Lag)
 					break
 				}
 				if time.Now().After(deadline) {
@@ -131,14 +131,14 @@ func TestScaleOutOverKafka(t *testing.T) {
 	// Wait until the two survivors own every partition and have folded everything.
 	live := []string{procAddrs[0], procAddrs[2]}
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		owned, lag := map[int32]bool{}, int64(0)
+		owned, lag := map[int]bool{}, int64(0)
 		for _, a := range live {
-			var st processor.GroupStatus
+			var st processor.Status
 			if resp, err := http.Get("http://" + a + "/v1/processor"); err == nil {
 				json.NewDecoder(resp.Body).Decode(&st)
 				resp.Body.Close()
 			}
-			for _, p := range st.Owned["events"] {
+			for _, p := range st.Partitions {
 				owned[p] = true
 			}
 			lag += st.Lag
@@ -161,8 +161,10 @@ func TestScaleOutOverKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer got.Close()
-	if err := got.AcquireAll(partitions); err != nil {
-		t.Fatal(err)
+	for p := range partitions {
+		if err := got.Acquire(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// The reference: one embedded process, the same events.
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -179,8 +181,7 @@ func TestScaleOutOverKafka(t *testing.T) {
 	}
 	ref, _ := state.OpenPebble(t.TempDir(), 16<<20)
 	defer ref.Close()
-	proc, _ := processor.New(elog, ref, quiet)
-	if err := proc.CatchUp(context.Background()); err != nil {
+	if err := processor.New(elog, ref, processor.Config{Logger: quiet}).CatchUp(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if diff, err := state.Diff(got, ref); err != nil || diff != "" {

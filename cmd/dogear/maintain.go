@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dogear-dev/dogear/datadir"
+	"github.com/dogear-dev/dogear/maintenance"
 	"github.com/dogear-dev/dogear/server"
 )
 
@@ -21,14 +23,12 @@ func rebuild(args []string) error {
 		return err
 	}
 	cfg.CacheBytes = *cacheMB << 20
-	if _, err := os.Stat(cfg.DataDir); err != nil {
-		return fmt.Errorf("no data directory %s: %w", cfg.DataDir, err)
-	}
+	o := datadir.Options{CacheBytes: cfg.CacheBytes, MinFreeBytes: cfg.MinFreeBytes}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	start := time.Now()
 	if *check {
-		diff, err := server.Verify(ctx, cfg)
+		diff, err := maintenance.Verify(ctx, cfg.DataDir, o, cfg.Logger)
 		if err != nil {
 			return err
 		}
@@ -38,7 +38,7 @@ func rebuild(args []string) error {
 		fmt.Printf("state equals a rebuild from the log (%v)\n", time.Since(start).Round(time.Millisecond))
 		return nil
 	}
-	if err := server.Rebuild(ctx, cfg); err != nil {
+	if err := maintenance.Rebuild(ctx, cfg.DataDir, o, cfg.Logger); err != nil {
 		return err
 	}
 	fmt.Printf("state rebuilt from the log in %v\n", time.Since(start).Round(time.Millisecond))
@@ -52,10 +52,7 @@ func dump(args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if _, err := os.Stat(cfg.DataDir); err != nil {
-		return fmt.Errorf("no data directory %s: %w", cfg.DataDir, err)
-	}
-	n, err := server.Dump(context.Background(), cfg, os.Stdout)
+	n, err := maintenance.Dump(context.Background(), cfg.DataDir, cfg.CacheBytes, os.Stdout)
 	if err == nil {
 		fmt.Fprintf(os.Stderr, "%d events\n", n)
 	}

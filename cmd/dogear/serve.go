@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"os"
 	"os/signal"
 	"strings"
@@ -14,7 +13,7 @@ import (
 
 func serve(args []string) error {
 	cfg := server.DefaultConfig()
-	fs := newFlags("serve", "Run ingest, processors and the query API in one process on embedded storage")
+	fs := newFlags("serve", "Run dogear: every role in one process on embedded storage, or the roles asked for over Kafka and shared state")
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address")
 	dataDirFlag(fs, &cfg)
 	fs.IntVar(&cfg.Partitions, "partitions", 0, "partitions of a new event log (default 16; fixed once created)")
@@ -25,12 +24,12 @@ func serve(args []string) error {
 	fs.DurationVar(&cfg.TrainInterval, "train-interval", cfg.TrainInterval, "retrain the recommender this often (0: only on POST /v1/models/train)")
 	fs.StringVar(&cfg.KosyncRegistration, "kosync-registration", cfg.KosyncRegistration, "who may create kosync accounts from a device: auto (anyone in local-only mode, nobody when auth is on), open (anyone; with auth on they write to readers named kosync:USER) or closed; readers link accounts with POST /v1/readers/{id}/kosync")
 	roles := fs.String("roles", strings.Join(server.Roles, ","), "roles of this process, from "+strings.Join(server.Roles, ", ")+" (all of them: one embedded process); roles apart need --log and --state")
-	fs.StringVar(&cfg.Distributed.Log, "log", "", "event log: empty for the embedded one, or kafka://broker1,broker2/topic")
+	fs.StringVar(&cfg.Log, "log", "", "event log: empty for the embedded one, or kafka://broker1,broker2/topic")
 	mirrors := fs.String("mirror", "", "comma-separated topics holding mirrored copies of the log (MirrorMaker 2) that processors also consume")
-	fs.StringVar(&cfg.Distributed.State, "state", "", "state for distributed roles: cassandra://host1,host2/keyspace or partitioned:///dir (one host)")
-	fs.StringVar(&cfg.Distributed.Group, "group", cfg.Distributed.Group, "Kafka consumer group of the processors")
-	fs.DurationVar(&cfg.Distributed.SessionTimeout, "group-session-timeout", cfg.Distributed.SessionTimeout, "how soon a dead processor's partitions move to the others")
-	fs.StringVar(&cfg.Distributed.Keys, "keys", "", "readers' keys for crypto-shredding in distributed mode: dir:///path (one host) or cassandra://host1,host2/keyspace; needed for export and erasure over Kafka")
+	fs.StringVar(&cfg.State, "state", "", "state for distributed roles: cassandra://host1,host2/keyspace or partitioned:///dir (one host)")
+	fs.StringVar(&cfg.Group, "group", cfg.Group, "Kafka consumer group of the processors")
+	fs.DurationVar(&cfg.SessionTimeout, "group-session-timeout", cfg.SessionTimeout, "how soon a dead processor's partitions move to the others")
+	fs.StringVar(&cfg.Keys, "keys", "", "readers' keys for crypto-shredding in distributed mode: dir:///path (one host) or cassandra://host1,host2/keyspace; needed for export and erasure over Kafka")
 	fs.StringVar(&cfg.Archive, "archive", "", "where to archive the log as hourly Parquet: file:///dir or s3://bucket/prefix?endpoint=URL (default DATA_DIR/archive)")
 	fs.StringVar(&cfg.Models, "models", "", "object store of the model registry: file:///dir or s3://bucket/prefix?endpoint=URL (default DATA_DIR/models)")
 	fs.DurationVar(&cfg.ArchiveInterval, "archive-interval", cfg.ArchiveInterval, "archive this often (0: never)")
@@ -48,23 +47,16 @@ func serve(args []string) error {
 	}
 	cfg.CacheBytes = *cacheMB << 20
 	cfg.MinFreeBytes = *minFreeMB << 20
-	cfg.Distributed.Roles = strings.Split(*roles, ",")
+	cfg.Roles = strings.Split(*roles, ",")
 	if *mirrors != "" {
-		cfg.Distributed.Mirrors = strings.Split(*mirrors, ",")
+		cfg.Mirrors = strings.Split(*mirrors, ",")
 	}
 	log, err := logger(*level)
 	if err != nil {
 		return err
 	}
 	cfg.Logger = log
-	start := server.Start
-	switch {
-	case cfg.Distributed.Enabled():
-		start = server.StartDistributed
-	case *roles != strings.Join(server.Roles, ","):
-		return errors.New("--roles other than all need the distributed parts: --log kafka://BROKERS/TOPIC and --state cassandra://HOSTS/KEYSPACE")
-	}
-	srv, err := start(cfg)
+	srv, err := server.Start(cfg)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ package logtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -19,6 +20,9 @@ type Opener func(t *testing.T) eventlog.Log
 type Options struct {
 	// DedupOnAppend: Append recognises ids it stored before (the embedded log). Kafka cannot.
 	DedupOnAppend bool
+	// SharedByProcesses: several opens of one storage can be members of one group (Kafka), and
+	// Claim splits the partitions among them. The embedded log has one process.
+	SharedByProcesses bool
 }
 
 // Run runs the suite. newStorage returns an Opener over fresh, empty storage.
@@ -27,7 +31,12 @@ func Run(t *testing.T, newStorage func(t *testing.T) Opener, opts Options) {
 	t.Run("ConcurrentAppendsDense", func(t *testing.T) { concurrentAppends(t, newStorage(t)) })
 	t.Run("DurableAcrossReopen", func(t *testing.T) { durable(t, newStorage(t), opts) })
 	t.Run("ResumeFromOffset", func(t *testing.T) { resume(t, newStorage(t)) })
-	t.Run("ChangedSignalsAppend", func(t *testing.T) { changed(t, newStorage(t)) })
+	t.Run("WaitReturnsOnAppend", func(t *testing.T) { waitForAppend(t, newStorage(t)) })
+	t.Run("ClaimFoldsEveryPartition", func(t *testing.T) { claimAll(t, newStorage(t)) })
+	t.Run("ClaimEndsOnAFailedFold", func(t *testing.T) { claimFails(t, newStorage(t)) })
+	if opts.SharedByProcesses {
+		t.Run("ClaimSplitsAndHandsOver", func(t *testing.T) { claimShared(t, newStorage(t)) })
+	}
 }
 
 func entry(reader string, i int) eventlog.Entry {
@@ -204,17 +213,164 @@ func resume(t *testing.T, open Opener) {
 	}
 }
 
-func changed(t *testing.T, open Opener) {
+func waitForAppend(t *testing.T, open Opener) {
 	l := open(t)
 	defer l.Close()
-	ch := l.Changed()
+	p := eventlog.PartitionFor("ann", l.Partitions())
+	end, _ := l.End(p)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := l.Wait(ctx, p, end); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait on an empty partition returned %v, want the context's deadline", err)
+	}
 	go func() {
 		time.Sleep(20 * time.Millisecond)
 		l.Append(context.Background(), []eventlog.Entry{entry("ann", 0)})
 	}()
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.Wait(ctx, p, end); err != nil {
+		t.Fatalf("Wait did not return after an append: %v", err)
+	}
+	if recs := readAll(t, l, p, end); len(recs) != 1 {
+		t.Fatalf("after Wait: %d records, want 1", len(recs))
+	}
+}
+
+// member claims partitions of l in group and records which it holds; a partition's fold holds it
+// until its context ends.
+type member struct {
+	mu   sync.Mutex
+	held map[int]bool
+	// bad is set when the member got a partition one of others still held.
+	others []*member
+	bad    error
+	done   chan error
+	cancel context.CancelFunc
+}
+
+func claim(l eventlog.Log, group string, others ...*member) *member {
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &member{held: map[int]bool{}, done: make(chan error, 1), cancel: cancel, others: others}
+	go func() {
+		m.done <- l.Claim(ctx, group, func(ctx context.Context, p int) error {
+			for _, o := range m.others {
+				if o.holds(p) {
+					m.mu.Lock()
+					m.bad = fmt.Errorf("partition %d claimed while another member held it", p)
+					m.mu.Unlock()
+				}
+			}
+			m.set(p, true)
+			<-ctx.Done()
+			m.set(p, false)
+			return ctx.Err()
+		})
+	}()
+	return m
+}
+
+func (m *member) set(p int, on bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if on {
+		m.held[p] = true
+	} else {
+		delete(m.held, p)
+	}
+}
+
+func (m *member) holds(p int) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.held[p]
+}
+
+func (m *member) count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.held)
+}
+
+// stop ends the member's Claim and checks that it returned nil with every fold done.
+func (m *member) stop(t *testing.T) {
+	t.Helper()
+	m.cancel()
 	select {
-	case <-ch:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Changed channel not signalled after an append")
+	case err := <-m.done:
+		if err != nil {
+			t.Fatalf("Claim returned %v after its context ended", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Claim did not return after its context ended")
+	}
+	if n := m.count(); n != 0 {
+		t.Fatalf("Claim returned with %d folds still running", n)
+	}
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal(what)
+		}
+	}
+}
+
+func claimAll(t *testing.T, open Opener) {
+	l := open(t)
+	defer l.Close()
+	m := claim(l, "folders")
+	eventually(t, "one member did not get every partition", func() bool { return m.count() == l.Partitions() })
+	m.stop(t)
+}
+
+func claimFails(t *testing.T, open Opener) {
+	l := open(t)
+	defer l.Close()
+	boom := errors.New("state store gone")
+	done := make(chan error, 1)
+	go func() {
+		done <- l.Claim(context.Background(), "failing", func(ctx context.Context, p int) error {
+			if p == 0 {
+				return boom
+			}
+			<-ctx.Done()
+			return ctx.Err()
+		})
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, boom) {
+			t.Fatalf("Claim returned %v, want the fold's error", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a failed fold did not end Claim")
+	}
+}
+
+// claimShared: two members split the partitions without overlap; when one leaves, the other
+// takes all of them, each only after the leaver's fold of it returned.
+func claimShared(t *testing.T, open Opener) {
+	la, lb := open(t), open(t)
+	defer la.Close()
+	defer lb.Close()
+	a := claim(la, "pair")
+	eventually(t, "the first member did not get every partition", func() bool { return a.count() == la.Partitions() })
+	b := claim(lb, "pair", a)
+	eventually(t, "the partitions were not split between two members", func() bool {
+		return a.count() > 0 && b.count() > 0 && a.count()+b.count() == la.Partitions()
+	})
+	for p := 0; p < la.Partitions(); p++ {
+		if a.holds(p) && b.holds(p) {
+			t.Fatalf("partition %d held by both members", p)
+		}
+	}
+	a.stop(t)
+	eventually(t, "the remaining member did not take over every partition", func() bool { return b.count() == lb.Partitions() })
+	b.stop(t)
+	if b.bad != nil {
+		t.Fatal(b.bad)
 	}
 }

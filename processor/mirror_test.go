@@ -61,8 +61,7 @@ func TestMirroredDuplicatesCountOnce(t *testing.T) {
 	gctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- processor.RunGroup(gctx, processor.GroupConfig{Brokers: cluster.ListenAddrs(), Group: "processors",
-			Topics: []string{"events", "us.events"}, Partitions: 4}, st, nil, quiet)
+		done <- processor.New(local, st, processor.Config{Group: "processors", Mirrors: []eventlog.Log{mirror}, Logger: quiet}).Run(gctx)
 	}()
 	waitOffsets(t, st, map[int]*eventlog.Kafka{0: local, 1: mirror})
 	cancel()
@@ -76,8 +75,7 @@ func TestMirroredDuplicatesCountOnce(t *testing.T) {
 	elog.Append(ctx, all)
 	ref, _ := state.OpenPebble(t.TempDir(), 8<<20)
 	defer ref.Close()
-	proc, _ := processor.New(elog, ref, quiet)
-	if err := proc.CatchUp(ctx); err != nil {
+	if err := processor.New(elog, ref, processor.Config{Logger: quiet}).CatchUp(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if diff, err := state.Diff(st, ref); err != nil || diff != "" {
