@@ -14,32 +14,32 @@ import (
 
 // ReaderBook is what dogear knows about one reader and one book. Times are Unix milliseconds.
 type ReaderBook struct {
-	Reader string `json:"r"`
-	Book   string `json:"b"`
+	Reader string
+	Book   string
 	// First and Last are the earliest and latest reading events (0: never read, only bought,
 	// sampled, shelved or rated).
-	First int64 `json:"f,omitempty"`
-	Last  int64 `json:"l,omitempty"`
+	First int64
+	Last  int64
 	// Pos is the position of the latest event that carried one, ordered by (PosAt, PosID).
-	Pos    float64 `json:"p,omitempty"`
-	PosAt  int64   `json:"pt,omitempty"`
-	PosID  string  `json:"pi,omitempty"`
-	MaxPos float64 `json:"mp,omitempty"`
+	Pos    float64
+	PosAt  int64
+	PosID  string
+	MaxPos float64
 	// Pages is the longest book length in pages that a device reported.
-	Pages      int    `json:"np,omitempty"`
-	Finished   int64  `json:"fin,omitempty"` // earliest finish
-	ReadMS     int64  `json:"ms,omitempty"`
-	PageViews  int64  `json:"pv,omitempty"`
-	PageMS     int64  `json:"pms,omitempty"` // reading time of page events, for pages per hour
-	Rating     int    `json:"rt,omitempty"`
-	RatedAt    int64  `json:"rta,omitempty"`
-	RatingID   string `json:"rti,omitempty"`
-	Highlights int64  `json:"h,omitempty"`
-	Shelved    int64  `json:"sh,omitempty"`
-	Purchased  int64  `json:"pu,omitempty"`
-	Sampled    int64  `json:"sa,omitempty"`
+	Pages      int
+	Finished   int64 // earliest finish
+	ReadMS     int64
+	PageViews  int64
+	PageMS     int64 // reading time of page events, for pages per hour
+	Rating     int
+	RatedAt    int64
+	RatingID   string
+	Highlights int64
+	Shelved    int64
+	Purchased  int64
+	Sampled    int64
 	// PagesRead is the number of distinct pages seen in page events.
-	PagesRead int64 `json:"pr,omitempty"`
+	PagesRead int64
 }
 
 // Started reports whether the reader has read any of the book.
@@ -47,24 +47,25 @@ func (rb *ReaderBook) Started() bool { return rb.First != 0 }
 
 // ReaderMeta is per-reader bookkeeping: time zone (latest by event time) and event counts.
 type ReaderMeta struct {
-	TZ     string `json:"tz,omitempty"`
-	TZAt   int64  `json:"tza,omitempty"`
-	TZID   string `json:"tzi,omitempty"`
-	Events int64  `json:"n"`
-	First  int64  `json:"f"`
-	Last   int64  `json:"l"`
+	TZ     string
+	TZAt   int64
+	TZID   string
+	Events int64
+	First  int64
+	Last   int64
 }
 
 // Slot is a reader's reading activity in one 15-minute slot of UTC time. Every time zone's
 // offset is a multiple of 15 minutes, so slots fall into local days exactly whatever the zone.
 type Slot struct {
-	MS     int64 `json:"ms,omitempty"`
-	Events int64 `json:"n"`
+	MS     int64
+	Events int64
 }
 
 const slotSeconds = 15 * 60
 
-// PartitionCounts are per-partition totals; summed over partitions they are platform totals.
+// PartitionCounts are per-partition totals; summed over partitions they are platform totals
+// (served as the totals of GET /v1/stats, hence the JSON names).
 type PartitionCounts struct {
 	Events        int64 `json:"events"`
 	ReadingEvents int64 `json:"reading_events"`

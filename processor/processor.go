@@ -108,6 +108,14 @@ func slot(source, part int) int { return source*state.SlotStride + part }
 // partition folds one partition from every source, until ctx ends or, with untilEnd, until each
 // source's end as of the start.
 func (p *Processor) partition(ctx context.Context, part int, untilEnd bool) error {
+	pt := &p.parts[part]
+	// The partition is this process's from its claim: until its state is acquired and its
+	// offsets read, all of it counts as lag.
+	for i := range pt.applied {
+		pt.applied[i].Store(0)
+	}
+	pt.owned.Store(true)
+	defer pt.owned.Store(false)
 	if h, ok := p.store.(state.Handoff); ok {
 		if err := h.Acquire(ctx, part); err != nil {
 			return err
@@ -118,7 +126,6 @@ func (p *Processor) partition(ctx context.Context, part int, untilEnd bool) erro
 			}
 		}()
 	}
-	pt := &p.parts[part]
 	offs, stops := make([]int64, len(p.sources)), make([]int64, len(p.sources))
 	for i, src := range p.sources {
 		off, err := p.store.Offset(slot(i, part))
@@ -133,8 +140,6 @@ func (p *Processor) partition(ctx context.Context, part int, untilEnd bool) erro
 			}
 		}
 	}
-	pt.owned.Store(true)
-	defer pt.owned.Store(false)
 	var w state.Writes
 	tx := &overlay{store: p.store, w: &w}
 	for {

@@ -29,7 +29,7 @@ func newGuard(cfg Config) (*auth.Guard, error) {
 	return g, nil
 }
 
-// kosyncConfig decides kosync's registration from --kosync-registration and the guard: with auth
+// kosyncConfig decides kosync's registration from kosync-registration and the guard: with auth
 // on, open registration is off unless asked for, and then writes to readers named kosync:USER.
 func kosyncConfig(cfg Config, guard *auth.Guard) (kosync.Config, error) {
 	kcfg := cfg.Kosync
@@ -41,7 +41,7 @@ func kosyncConfig(cfg Config, guard *auth.Guard) (kosync.Config, error) {
 	case "closed":
 		kcfg.AllowRegistration = false
 	default:
-		return kcfg, fmt.Errorf("--kosync-registration: %q is not auto, open or closed", cfg.KosyncRegistration)
+		return kcfg, fmt.Errorf("kosync-registration: %q is not auto, open or closed", cfg.KosyncRegistration)
 	}
 	if guard.On {
 		kcfg.ReaderPrefix = "kosync:"
@@ -70,26 +70,26 @@ func listen(cfg Config) (net.Listener, error) {
 	if cfg.TLSCert == "" && cfg.TLSKey == "" {
 		if cfg.TLSClientCA != "" {
 			ln.Close()
-			return nil, errors.New("--tls-client-ca needs --tls-cert and --tls-key")
+			return nil, errors.New("tls-client-ca needs tls-cert and tls-key")
 		}
 		return ln, nil
 	}
 	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 	if err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		return nil, fmt.Errorf("tls-cert/tls-key: %w", err)
 	}
 	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	if cfg.TLSClientCA != "" {
 		pem, err := os.ReadFile(cfg.TLSClientCA)
 		if err != nil {
 			ln.Close()
-			return nil, fmt.Errorf("--tls-client-ca: %w", err)
+			return nil, fmt.Errorf("tls-client-ca: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
 			ln.Close()
-			return nil, fmt.Errorf("--tls-client-ca: no PEM certificate in %s", cfg.TLSClientCA)
+			return nil, fmt.Errorf("tls-client-ca: no PEM certificate in %s", cfg.TLSClientCA)
 		}
 		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	}

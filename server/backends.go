@@ -79,7 +79,7 @@ func (b *backends) openDistributed(ctx context.Context, cfg Config) error {
 	for _, topic := range cfg.Mirrors {
 		m, err := kafka(topic)
 		if err != nil {
-			return fmt.Errorf("--mirror %s: %w", topic, err)
+			return fmt.Errorf("mirror %s: %w", topic, err)
 		}
 		b.mirrors = append(b.mirrors, m)
 	}
@@ -115,7 +115,7 @@ func openState(url string, cacheBytes int64) (state.Store, error) {
 	case strings.HasPrefix(url, "partitioned://"):
 		return state.OpenPartitioned(strings.TrimPrefix(url, "partitioned://"), cacheBytes)
 	}
-	return nil, fmt.Errorf("--state %q: want cassandra://host1,host2/keyspace or partitioned:///dir", url)
+	return nil, fmt.Errorf("state %q: want cassandra://host1,host2/keyspace or partitioned:///dir", url)
 }
 
 // openKeys opens a key store URL.
@@ -130,7 +130,7 @@ func openKeys(url string) (shred.Keys, error) {
 		}
 		return shred.OpenCassandraKeys(hosts, ks)
 	}
-	return nil, fmt.Errorf("--keys %q: want dir:///path or cassandra://host1,host2/keyspace", url)
+	return nil, fmt.Errorf("keys %q: want dir:///path or cassandra://host1,host2/keyspace", url)
 }
 
 // objectStore opens url, or the data directory's folder when url is empty.

@@ -17,7 +17,9 @@ import (
 // deployment runs them apart over Kafka and shared state.
 var Roles = []string{"ingest", "process", "api", "train", "archive"}
 
-// Config is everything `dogear serve` can be told, every role's options in one place.
+// Config is everything `dogear serve` can be told, every role's options in one place. Errors name
+// a setting as `dogear serve` spells it without the dashes (roles, state, tls-cert), so the
+// person who set it finds it.
 type Config struct {
 	// Roles this process runs (default: all of them).
 	Roles      []string
@@ -114,26 +116,26 @@ func (c Config) embedded() bool { return c.Log == "" }
 func (c Config) check() error {
 	for _, r := range c.Roles {
 		if !slices.Contains(Roles, r) {
-			return fmt.Errorf("--roles: unknown role %q (want %s)", r, strings.Join(Roles, ", "))
+			return fmt.Errorf("roles: unknown role %q (want %s)", r, strings.Join(Roles, ", "))
 		}
 	}
 	if len(c.Roles) == 0 {
-		return fmt.Errorf("--roles: no role given (want some of %s)", strings.Join(Roles, ", "))
+		return fmt.Errorf("roles: no role given (want some of %s)", strings.Join(Roles, ", "))
 	}
 	if c.embedded() && len(c.Roles) != len(Roles) {
-		return fmt.Errorf("--roles %s: roles apart need shared backends: --log kafka://BROKERS/TOPIC and --state cassandra://HOSTS/KEYSPACE", strings.Join(c.Roles, ","))
+		return fmt.Errorf("roles %s: roles apart need shared backends: set log to kafka://BROKERS/TOPIC and state to cassandra://HOSTS/KEYSPACE", strings.Join(c.Roles, ","))
 	}
 	if c.embedded() && (c.State != "" || c.Keys != "" || len(c.Mirrors) > 0) {
-		return fmt.Errorf("--state, --keys and --mirror go with --log kafka://...; the embedded log keeps state, and erases readers, in the data directory")
+		return fmt.Errorf("state, keys and mirror go with a log on Kafka (kafka://...); the embedded log keeps state, and erases readers, in the data directory")
 	}
 	if !c.embedded() && c.State == "" && (c.has("process") || c.has("api") || c.has("train")) {
-		return fmt.Errorf("the process, api and train roles over Kafka need --state cassandra://... (or partitioned:///dir on one host)")
+		return fmt.Errorf("the process, api and train roles over Kafka need state: cassandra://HOSTS/KEYSPACE (or partitioned:///dir on one host)")
 	}
 	if strings.HasPrefix(c.State, "partitioned://") && (c.has("api") || c.has("train")) {
-		return fmt.Errorf("the api and train roles need shared state (--state cassandra://); partitioned state is readable only by the processes that own it")
+		return fmt.Errorf("the api and train roles need shared state (state cassandra://HOSTS/KEYSPACE); partitioned state is readable only by the processes that own it")
 	}
 	if !c.embedded() && c.Keys != "" && c.has("archive") {
-		return fmt.Errorf("--roles archive with --keys: the archive would hold sealed readers' events in plain Parquet, out of reach of their erasure; run the archive role without --keys")
+		return fmt.Errorf("roles archive with keys set: the archive would hold sealed readers' events in plain Parquet, out of reach of their erasure; run the archive role in a process without keys")
 	}
 	return nil
 }

@@ -13,7 +13,10 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/dogear-dev/dogear/event"
+	"github.com/dogear-dev/dogear/eventlog"
 	"github.com/dogear-dev/dogear/server"
+	"github.com/dogear-dev/dogear/state"
 )
 
 // readyz returns /readyz's status and its checks.
@@ -91,37 +94,107 @@ func TestReadyzFollowsKafka(t *testing.T) {
 	}
 }
 
-// The embedded process reports every check, and is not ready while processors lag beyond the
-// bound.
-func TestReadyzReportsLag(t *testing.T) {
-	srv, url := start(t, func(c *server.Config) { c.ReadyMaxLag = 1 })
+// The embedded process reports every check.
+func TestReadyzEmbeddedChecks(t *testing.T) {
+	_, url := start(t, nil)
 	if code, checks := readyz(t, url); code != 200 || checks["processors"] != "ok" || checks["disk"] != "ok" || checks["running"] != "ok" {
 		t.Fatalf("idle: %d %v", code, checks)
 	}
-	var b strings.Builder
-	for i := range 20_000 {
-		fmt.Fprintf(&b, `{"id":"l%d","type":"finish","reader":"r%d","book":"b1","time":"2026-11-20T10:00:00Z"}`+"\n", i, i)
+}
+
+// A process role that cannot fold a partition it was given (another process still holds the
+// partition's state) lags, and is not ready until the state is let go and it catches up.
+func TestReadyzFollowsLag(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
 	}
-	sawLag := false
-	for range 5 {
-		if r := post(t, url, []byte(b.String()), nil); r.status != 200 {
-			t.Fatalf("ingest: %d", r.status)
-		}
-		// Right after 20,000 events are acknowledged, processors are usually still behind.
-		if code, checks := readyz(t, url); code == 503 && strings.Contains(checks["processors"], "events behind the log") {
-			sawLag = true
-			break
-		}
-		b.Reset()
-		for i := range 20_000 {
-			fmt.Fprintf(&b, `{"id":"l%d-%d","type":"finish","reader":"r%d","book":"b1","time":"2026-11-20T10:00:00Z"}`+"\n", i, time.Now().UnixNano(), i)
+	defer cluster.Close()
+	logURL := "kafka://" + strings.Join(cluster.ListenAddrs(), ",") + "/events"
+	kcfg, _ := eventlog.ParseKafkaURL(logURL)
+	kcfg.Partitions, kcfg.Replication = 2, 1
+	log, err := eventlog.OpenKafka(t.Context(), kcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	var entries []eventlog.Entry
+	for i := range 50 {
+		e := event.Event{ID: fmt.Sprintf("e%d", i), Type: event.Finish, Reader: fmt.Sprintf("r%d", i), Book: "b1", Time: time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)}
+		entries = append(entries, eventlog.Entry{ID: e.ID, Key: e.Reader, Value: e.Marshal()})
+	}
+	if _, err := log.Append(t.Context(), entries); err != nil {
+		t.Fatal(err)
+	}
+	stateDir := t.TempDir()
+	holder, err := state.OpenPartitioned(stateDir, 8<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	if err := holder.Acquire(t.Context(), 0); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := server.DefaultConfig()
+	cfg.DataDir, cfg.Addr, cfg.Partitions, cfg.ReadyMaxLag = t.TempDir(), "127.0.0.1:0", 2, 1
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.Roles, cfg.Log, cfg.State = []string{"process"}, logURL, "partitioned://"+stateDir
+	srv, err := server.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(t.Context())
+	url := "http://" + srv.Addr()
+	until(t, "partition 0 held elsewhere, /readyz did not report the lag", func() bool {
+		code, checks := readyz(t, url)
+		return code == 503 && strings.Contains(checks["processors"], "events behind the log")
+	})
+	if err := holder.Release(0); err != nil {
+		t.Fatal(err)
+	}
+	until(t, "partition 0 let go, the process did not turn ready", func() bool {
+		code, _ := readyz(t, url)
+		return code == 200 && srv.Processor().TotalLag() == 0
+	})
+}
+
+func until(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal(what)
 		}
 	}
-	if !sawLag {
-		t.Skip("processors kept up with every batch: this machine is too fast to catch them behind")
-	}
-	waitProcessed(t, srv)
-	if code, checks := readyz(t, url); code != 200 {
-		t.Fatalf("caught up: %d %v", code, checks)
+}
+
+// Configurations that cannot work are refused before anything opens, naming the setting to change.
+func TestStartRefusesUnworkableRoles(t *testing.T) {
+	for _, c := range []struct {
+		mod  func(*server.Config)
+		want string
+	}{
+		{func(c *server.Config) { c.Roles = []string{"ingest", "search"} }, `roles: unknown role "search"`},
+		{func(c *server.Config) { c.Roles = []string{"api"} }, "roles apart need shared backends"},
+		{func(c *server.Config) { c.Keys = "dir:///tmp/keys" }, "go with a log on Kafka"},
+		{func(c *server.Config) { c.Roles, c.Log = []string{"process"}, "kafka://127.0.0.1:1/events" }, "need state"},
+		{func(c *server.Config) {
+			c.Roles, c.Log, c.State = []string{"api"}, "kafka://127.0.0.1:1/events", "partitioned:///tmp/p"
+		}, "need shared state"},
+		{func(c *server.Config) {
+			c.Roles, c.Log, c.Keys = []string{"archive"}, "kafka://127.0.0.1:1/events", "dir:///tmp/keys"
+		}, "plain Parquet"},
+	} {
+		cfg := server.DefaultConfig()
+		cfg.DataDir, cfg.Addr = t.TempDir(), "127.0.0.1:0"
+		c.mod(&cfg)
+		srv, err := server.Start(cfg)
+		if err == nil {
+			srv.Shutdown(t.Context())
+			t.Fatalf("started with roles %v log %q state %q keys %q", cfg.Roles, cfg.Log, cfg.State, cfg.Keys)
+		}
+		if !strings.Contains(err.Error(), c.want) {
+			t.Fatalf("refused with %q, want it to say %q", err, c.want)
+		}
 	}
 }
