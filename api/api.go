@@ -3,6 +3,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -61,7 +62,19 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("GET /v1/readers/{id}/insights", a.timed("reader_insights", a.readerInsights))
 	mux.Handle("GET /v1/readers/{id}/books", a.timed("reader_books", func(r *http.Request) (any, error) {
 		books, err := insights.Books(a.store, r.PathValue("id"))
-		return map[string]any{"reader": r.PathValue("id"), "books": books}, err
+		out := make([]TitledBook, len(books))
+		for i, b := range books {
+			out[i] = a.titled(b.Book, b)
+		}
+		return map[string]any{"reader": r.PathValue("id"), "books": out}, err
+	}))
+	mux.Handle("GET /v1/readers/{id}/highlights", a.timed("reader_highlights", func(r *http.Request) (any, error) {
+		hs, err := insights.ReaderHighlights(a.store, r.PathValue("id"))
+		out := make([]TitledBook, len(hs))
+		for i, h := range hs {
+			out[i] = a.titled(h.Book, h)
+		}
+		return map[string]any{"reader": r.PathValue("id"), "highlights": out}, err
 	}))
 	mux.Handle("GET /v1/books/{id}/stats", a.timed("book_stats", a.bookStats))
 	mux.Handle("GET /v1/trending", a.timed("trending", a.trending))
@@ -136,7 +149,49 @@ func (a *API) bookStats(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return insights.Book(a.store, r.PathValue("id"), asOf)
+	st, err := insights.Book(a.store, r.PathValue("id"), asOf)
+	if err != nil {
+		return nil, err
+	}
+	return a.titled(st.Book, st), nil
+}
+
+// TitledBook is a per-book answer with the book's title and authors from the catalog, so pages
+// show books by name (both empty when the catalog does not know the book).
+type TitledBook struct {
+	Item    any
+	Title   string
+	Authors []string
+}
+
+// MarshalJSON flattens the title and authors into the item's object.
+func (t TitledBook) MarshalJSON() ([]byte, error) {
+	item, err := json.Marshal(t.Item)
+	if err != nil || t.Title == "" {
+		return item, err
+	}
+	names, err := json.Marshal(struct {
+		Title   string   `json:"title"`
+		Authors []string `json:"authors,omitempty"`
+	}{t.Title, t.Authors})
+	if err != nil {
+		return nil, err
+	}
+	// Both are JSON objects: splice the names into the item's braces.
+	if string(item) == "{}" {
+		return names, nil
+	}
+	return append(append(item[:len(item)-1:len(item)-1], ','), names[1:]...), nil
+}
+
+func (a *API) titled(book string, item any) TitledBook {
+	t := TitledBook{Item: item}
+	if a.catalog != nil {
+		if b, ok := a.catalog.Book(book); ok {
+			t.Title, t.Authors = b.Title, b.Authors
+		}
+	}
+	return t
 }
 
 func (a *API) trending(r *http.Request) (any, error) {
@@ -152,7 +207,11 @@ func (a *API) trending(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"as_of": asOf.UTC(), "books": books}, nil
+	out := make([]TitledBook, len(books))
+	for i, b := range books {
+		out[i] = a.titled(b.Book, b)
+	}
+	return map[string]any{"as_of": asOf.UTC(), "books": out}, nil
 }
 
 // Stats is the answer to GET /v1/stats: platform insights plus how far processing is behind.

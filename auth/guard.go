@@ -33,7 +33,7 @@ type Guard struct {
 type access int
 
 const (
-	open      access = iota // health, metrics, the dashboard page, kosync (its own protocol auth)
+	open      access = iota // health, metrics, the web pages (their data needs tokens), kosync (its own protocol auth)
 	writeKey                // sending events
 	ownReader               // one reader's data: that reader's token or an admin token
 	anyToken                // reader-facing catalog reads

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/dogear-dev/dogear/event"
@@ -539,4 +540,30 @@ func Books(src state.Reader, reader string) ([]BookActivity, error) {
 		return a.After(*b)
 	})
 	return out, nil
+}
+
+// Highlight is a passage a reader highlighted in a book.
+type Highlight struct {
+	Book string `json:"book"`
+	Text string `json:"text"`
+}
+
+// ReaderHighlights lists the passages a reader highlighted, book by book in the order of Books.
+// Passages are stored by book (for a book's most highlighted passages), so this scans the
+// highlights of each book the reader highlighted in.
+func ReaderHighlights(src state.Reader, reader string) ([]Highlight, error) {
+	var out []Highlight
+	err := ReaderBooks(src, reader, func(rb *ReaderBook) error {
+		if rb.Highlights == 0 {
+			return nil
+		}
+		suffix := sep + reader
+		return state.ScanPrefix(src, highlightsPrefix(rb.Book), func(k, v []byte) error {
+			if strings.HasSuffix(string(k), suffix) && len(k) == len(highlightsPrefix(rb.Book))+16+len(suffix) {
+				out = append(out, Highlight{Book: rb.Book, Text: string(v)})
+			}
+			return nil
+		})
+	})
+	return out, err
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/dogear-dev/dogear/api"
 	"github.com/dogear-dev/dogear/archive"
-	"github.com/dogear-dev/dogear/dashboard"
 	"github.com/dogear-dev/dogear/datadir"
 	"github.com/dogear-dev/dogear/ingest"
 	"github.com/dogear-dev/dogear/internal/httpjson"
@@ -20,6 +19,7 @@ import (
 	"github.com/dogear-dev/dogear/registry"
 	"github.com/dogear-dev/dogear/segment"
 	"github.com/dogear-dev/dogear/trainer"
+	"github.com/dogear-dev/dogear/web"
 )
 
 // processRole folds the partitions the log assigns this process into state, and reports its
@@ -85,7 +85,7 @@ func (s *Server) ingestRole(mux *http.ServeMux) error {
 	return nil
 }
 
-// apiRole answers queries, recommendations and model operations, and serves the dashboard. On
+// apiRole answers queries, recommendations and model operations, and serves the web pages. On
 // the embedded log it also edits the catalog; over Kafka it follows promotions in the registry.
 func (s *Server) apiRole(mux *http.ServeMux) error {
 	if err := s.models(); err != nil {
@@ -98,7 +98,7 @@ func (s *Server) apiRole(mux *http.ServeMux) error {
 	a := api.New(cfg)
 	s.api = a
 	a.Register(mux)
-	mux.Handle("GET /{$}", dashboard.Handler())
+	web.Register(mux)
 	if s.backends.stores != nil {
 		a.RegisterCatalog(mux)
 		return nil
