@@ -126,7 +126,11 @@ func (a *API) Recommend(reader string, n int) (*Recommendations, error) {
 	out.ModelVersion = version
 	if model != nil && len(history) > 0 {
 		for _, rec := range model.Recommend(history, func(b string) bool { return seen[b] }, n) {
-			add(rec.Book, rec.Score, "because you read "+a.catalog.Title(rec.Because), rec.Because)
+			reason := "popular with readers"
+			if rec.Because != "" {
+				reason = "because you read " + a.catalog.Title(rec.Because)
+			}
+			add(rec.Book, rec.Score, reason, rec.Because)
 		}
 	}
 	for _, au := range topAuthors(authorScore, 3) {

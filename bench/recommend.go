@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,11 +10,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/dogear-dev/dogear/api"
 	"github.com/dogear-dev/dogear/recommend"
 	"github.com/dogear-dev/dogear/server"
 )
@@ -73,8 +76,19 @@ func Recommend(ctx context.Context, o RecommendOptions) ([]ServingRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(o.Out, "trained model v%d in %v (training %.2f s; gate Recall@20 %.4f on %d held-out)\n",
-		v.Version, time.Since(start).Round(time.Millisecond), v.Metrics.TrainSeconds, v.Metrics.Candidate.Recall, v.Metrics.HeldOut)
+	fmt.Fprintf(o.Out, "trained model v%d in %v (search and refit %.2f s; chose %s, Recall@20 %.4f on %d held-out)\n",
+		v.Version, time.Since(start).Round(time.Millisecond), v.Metrics.TrainSeconds, v.Params, v.Metrics.Candidate.Recall, v.Metrics.HeldOut)
+	if sel := v.Metrics.Selection; sel != nil {
+		for _, t := range sel.Trials {
+			fmt.Fprintf(o.Out, "  tried %-70s Recall@20 %.4f  %.1f s\n", t.Params, t.Metrics.Recall, t.Seconds)
+		}
+	}
+	if err := servedQuality(ctx, o.Out, base, ds, v.Params); err != nil {
+		return nil, err
+	}
+	if err := freshness(ctx, o.Out, base, ds); err != nil {
+		return nil, err
+	}
 
 	routes := []struct {
 		name string
@@ -100,6 +114,108 @@ func Recommend(ctx context.Context, o RecommendOptions) ([]ServingRun, error) {
 	return out, nil
 }
 
+// servedQuality scores the lists the server serves to every test reader against test.txt, next
+// to what `dogear eval` computes offline for the same settings (recommend.ServedMetrics).
+func servedQuality(ctx context.Context, out io.Writer, base string, ds *recommend.Dataset, params recommend.ModelParams) error {
+	start := time.Now()
+	recall, users, err := ServedRecall(ctx, base, ds.Test)
+	if err != nil {
+		return err
+	}
+	offline := recommend.ServedMetrics(recommend.TrainArtifact(recommend.KGATInteractions(ds.Train), params), ds.Train, ds.Test)
+	fmt.Fprintf(out, "served lists of %d test readers: Recall@20 %.4f (the eval of the same settings: %.4f, NDCG@20 %.4f, KGAT's NDCG@20 %.4f) in %v\n",
+		users, recall, offline.Recall, offline.NDCG, offline.NDCGKGAT, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// ServedRecall asks the server at base for the 20 recommendations of every reader with test
+// items (a KGAT-format test matrix; readers "u<row>", books "b<column>") and returns their mean
+// Recall@20 and how many readers that is.
+func ServedRecall(ctx context.Context, base string, test *recommend.Matrix) (float64, int, error) {
+	var recall float64
+	users := 0
+	for u := 0; u < test.Rows; u++ {
+		truth, _ := test.Row(u)
+		if len(truth) == 0 {
+			continue
+		}
+		var recs api.Recommendations
+		if err := getJSON(ctx, fmt.Sprintf("%s/v1/readers/u%d/recommendations?n=20", base, u), &recs); err != nil {
+			return 0, 0, err
+		}
+		want := map[string]bool{}
+		for _, b := range truth {
+			want[fmt.Sprint("b", b)] = true
+		}
+		hits := 0
+		for _, it := range recs.Items {
+			if want[it.Book] {
+				hits++
+			}
+		}
+		recall += float64(hits) / float64(len(truth))
+		users++
+	}
+	if users == 0 {
+		return 0, 0, nil
+	}
+	return recall / float64(users), users, nil
+}
+
+// freshness measures how soon a reader's new event changes their list: for 200 readers it posts
+// a finish of a book they have not read, and polls their recommendations until the list differs.
+func freshness(ctx context.Context, out io.Writer, base string, ds *recommend.Dataset) error {
+	rng := rand.New(rand.NewPCG(9, 9))
+	var lats []time.Duration
+	for i := range 200 {
+		u := rng.IntN(ds.Train.Rows)
+		url := fmt.Sprintf("%s/v1/readers/u%d/recommendations?n=20", base, u)
+		var before api.Recommendations
+		if err := getJSON(ctx, url, &before); err != nil || len(before.Items) == 0 {
+			continue
+		}
+		book := before.Items[0].Book // finishing the top suggestion must change the list
+		ev := fmt.Sprintf(`{"id":"fresh-%d","type":"finish","reader":"u%d","book":%q,"time":%q}`, i, u, book, time.Now().UTC().Format(time.RFC3339))
+		t0 := time.Now()
+		resp, err := http.Post(base+"/v1/events", "application/x-ndjson", strings.NewReader(ev))
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		acked := time.Now()
+		for {
+			var after api.Recommendations
+			if err := getJSON(ctx, url, &after); err != nil {
+				return err
+			}
+			if len(after.Items) > 0 && after.Items[0].Book != book {
+				lats = append(lats, time.Since(acked))
+				break
+			}
+			if time.Since(t0) > 10*time.Second {
+				return fmt.Errorf("reader u%d's list did not change 10 s after they finished %s", u, book)
+			}
+		}
+	}
+	slices.Sort(lats)
+	fmt.Fprintf(out, "event acknowledged → changed list, %d readers: p50 %v, p99 %v, max %v\n", len(lats),
+		lats[len(lats)/2].Round(time.Microsecond), lats[len(lats)*99/100].Round(time.Microsecond), lats[len(lats)-1].Round(time.Microsecond))
+	return nil
+}
+
+func getJSON(ctx context.Context, url string, v any) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
 func postInteractions(ctx context.Context, base string, m *recommend.Matrix) error {
 	at := time.Now().UTC().Add(-50 * 24 * time.Hour)
 	var bodies []string
@@ -107,8 +223,9 @@ func postInteractions(ctx context.Context, base string, m *recommend.Matrix) err
 	n := 0
 	for u := 0; u < m.Rows; u++ {
 		items, _ := m.Row(u)
+		order := recommend.KGATOrder(u, len(items))
 		for k, it := range items {
-			t := at.Add(time.Duration(u%1000)*time.Hour + time.Duration(k)*time.Minute)
+			t := at.Add(time.Duration(u%1000)*time.Hour + time.Duration(order[k])*time.Minute)
 			fmt.Fprintf(&b, `{"id":"ab-%d-%d","type":"finish","reader":"u%d","book":"b%d","time":"%s"}`+"\n", u, it, u, it, t.Format(time.RFC3339))
 			if n++; n%5000 == 0 {
 				bodies = append(bodies, b.String())

@@ -1,9 +1,13 @@
 package recommend
 
 import (
+	"cmp"
 	"encoding/gob"
 	"io"
+	"math"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -17,27 +21,76 @@ type Interaction struct {
 	At     int64 // Unix ms
 }
 
-// Artifact is a trained, servable model: RP3beta item neighbours over the books it was trained
-// on, plus their popularity for filling short lists. It is what the registry stores.
+// Artifact is a trained, servable model: item neighbours (none for a popularity model) over the
+// books it was trained on, and their popularity, for the prior ModelParams.PopularityWeight asks
+// for and for filling short lists. It is what the registry stores.
 type Artifact struct {
 	Version    int
 	Created    time.Time
-	Params     NeighborParams
+	Params     ModelParams
 	Books      []string // index -> book id
 	Neighbors  *Neighbors
 	Popularity []float32
-	Readers    int
-	Events     int
+	// ALS is the iALS part of a blend (nil otherwise). ReaderFactors holds the training readers'
+	// factors, row ReaderRows[hash of the reader id], valid while their history is the one
+	// trained on (ReaderHistory[row], a hash): a reader with new events is folded in again at
+	// request time. Keys and values hold no pointers, so the garbage collector never scans them,
+	// which matters with a million readers; two readers whose ids share a 64-bit hash would at
+	// worst swap trained factors, and only while both histories also hash alike.
+	ALS           *ALS
+	ReaderRows    map[uint64]int32
+	ReaderFactors []float32
+	ReaderHistory []uint64
+	Readers       int
+	Events        int
 
 	index   map[string]int32
 	pool    sync.Pool
 	popOnce sync.Once
 	pop     []int32
+
+	maxPopOnce sync.Once
+	maxPop     float32
 }
 
 // TrainArtifact trains a servable model from interactions (negative weights are left out of
 // training: they only steer a reader's own scores).
-func TrainArtifact(inter []Interaction, p NeighborParams) *Artifact {
+func TrainArtifact(inter []Interaction, p ModelParams) *Artifact {
+	return trainArtifact(inter, p, &alsCache{})
+}
+
+// inOrder returns the interactions sorted by reader and book (a copy, unless they already are):
+// readers and books get the same rows whatever order they came in, so a model trained twice on the
+// same interactions is the same model (iALS starts from seeded random factors by row).
+func inOrder(inter []Interaction) []Interaction {
+	byReaderBook := func(a, b Interaction) int {
+		return cmp.Or(strings.Compare(a.Reader, b.Reader), strings.Compare(a.Book, b.Book))
+	}
+	if slices.IsSortedFunc(inter, byReaderBook) {
+		return inter
+	}
+	inter = slices.Clone(inter)
+	slices.SortFunc(inter, byReaderBook)
+	return inter
+}
+
+// alsCache keeps a trained iALS between artifacts trained on the same interactions (a model
+// search), which differ only in their neighbours or blend weight.
+type alsCache struct {
+	factors int
+	als     *ALS
+	x       []float32
+	books   []string // the books of als.Y's rows
+	// from, when set, is a search's iALS that a refit on more data starts from (RefitIterations).
+	from *alsCache
+}
+
+// RefitIterations are the iALS iterations of a refit that starts from the search's item factors:
+// the items are the same and the data a little more, so a few iterations converge.
+const RefitIterations = 3
+
+func trainArtifact(inter []Interaction, p ModelParams, cache *alsCache) *Artifact {
+	inter = inOrder(inter)
 	a := &Artifact{Created: time.Now().UTC(), Params: p}
 	readers := map[string]int32{}
 	idx := map[string]int32{}
@@ -60,11 +113,111 @@ func TrainArtifact(inter []Interaction, p NeighborParams) *Artifact {
 		entries = append(entries, Entry{Row: r, Col: b, Val: it.Weight})
 	}
 	m := Build(len(readers), len(a.Books), entries)
-	a.Neighbors = TrainNeighbors(m, p, nil)
+	switch p.Kind {
+	case "popularity":
+	case "ease":
+		nb, err := TrainEASE(m, p.Lambda)
+		if err != nil {
+			// Select tries EASE only on small catalogues; a larger one falls back to popularity.
+			break
+		}
+		a.Neighbors = nb
+	default:
+		a.Neighbors = TrainNeighbors(m, p, nil)
+		if p.Factors > 0 {
+			a.trainALS(m, readers, inter, p, cache)
+		}
+	}
 	a.Popularity = TrainPopularity(m).Count
 	a.Readers, a.Events = len(readers), len(entries)
 	a.index = idx
 	return a
+}
+
+// trainALS adds the iALS part of a blend: item factors, and each training reader's factors with
+// the hash of the history they were solved for.
+func (a *Artifact) trainALS(m *Matrix, readers map[string]int32, inter []Interaction, p ModelParams, cache *alsCache) {
+	if cache.als == nil || cache.factors != p.Factors {
+		ap := ALSDefaults
+		ap.Factors = p.Factors
+		var y0 [][]float32
+		if w := cache.from; w != nil && w.factors == p.Factors {
+			rows := make(map[string]int, len(w.books))
+			for i, b := range w.books {
+				rows[b] = i
+			}
+			y0 = make([][]float32, len(a.Books))
+			for i, b := range a.Books {
+				if r, ok := rows[b]; ok {
+					y0[i] = w.als.Y[r*p.Factors : (r+1)*p.Factors]
+				}
+			}
+			ap.Iterations = RefitIterations
+		}
+		als := trainALSFrom(m, ap, y0, nil)
+		cache.factors, cache.als, cache.x, cache.books = p.Factors, als, als.x, a.Books
+		als.x = nil // the artifact keeps them by reader
+	}
+	a.ALS = cache.als
+	a.ReaderFactors = cache.x
+	a.ReaderRows = make(map[uint64]int32, len(readers))
+	for r, row := range readers {
+		a.ReaderRows[readerHash(r)] = row
+	}
+	a.ReaderHistory = make([]uint64, len(readers))
+	for _, it := range inter {
+		if it.Weight > 0 {
+			a.ReaderHistory[readers[it.Reader]] ^= historyHash(it)
+		}
+	}
+}
+
+func readerHash(reader string) uint64 { return fnv1a(fnvOffset, reader) }
+
+// historyHash is one interaction's share of its reader's history hash; XOR over the history makes
+// it independent of order.
+func historyHash(it Interaction) uint64 {
+	h := fnv1a(fnvOffset, it.Book)
+	w := math.Float32bits(it.Weight)
+	for range 4 { // the weight's bytes, little-endian
+		h = (h ^ uint64(w&0xff)) * fnvPrime
+		w >>= 8
+	}
+	return h
+}
+
+// FNV-1a, written out so that hashing on the request path allocates nothing.
+const fnvOffset, fnvPrime = 14695981039346656037, 1099511628211
+
+func fnv1a(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * fnvPrime
+	}
+	return h
+}
+
+// readerFactors are the reader's iALS factors: the trained ones while their history is unchanged,
+// else folded in from it.
+func (a *Artifact) readerFactors(history []Interaction) []float32 {
+	var reader string
+	var sum uint64
+	for _, h := range history {
+		if h.Weight > 0 {
+			reader = h.Reader
+			sum ^= historyHash(h)
+		}
+	}
+	if row, ok := a.ReaderRows[readerHash(reader)]; ok && a.ReaderHistory[row] == sum {
+		f := a.ALS.P.Factors
+		return a.ReaderFactors[int(row)*f : int(row+1)*f]
+	}
+	items, vals := make([]int32, 0, len(history)), make([]float32, 0, len(history))
+	for _, h := range history {
+		if i, ok := a.index[h.Book]; ok && h.Weight > 0 {
+			items, vals = append(items, i), append(vals, h.Weight)
+		}
+	}
+	return a.ALS.foldIn(items, vals)
 }
 
 // Encode writes the artifact.
@@ -80,6 +233,9 @@ func DecodeArtifact(r io.Reader) (*Artifact, error) {
 	for i, b := range a.Books {
 		a.index[b] = int32(i)
 	}
+	if a.ALS != nil {
+		a.ALS.gram = gramian(a.ALS.Y, a.ALS.P.Factors)
+	}
 	return &a, nil
 }
 
@@ -92,6 +248,8 @@ type Rec struct {
 }
 
 type scratch struct {
+	cand    *topK
+	dots    []float32
 	acc     []float32
 	best    []float32
 	because []int32
@@ -99,8 +257,9 @@ type scratch struct {
 	top     *topK
 }
 
-// Recommend ranks books by their neighbour scores for a reader's history, skipping books for
-// which exclude is true. The list is shorter than n when the history reaches fewer books.
+// Recommend ranks books for a reader's history by their neighbour scores, plus the popularity
+// prior when the parameters ask for one, skipping books for which exclude is true. Without a
+// prior the list is shorter than n when the history reaches fewer books.
 func (a *Artifact) Recommend(history []Interaction, exclude func(string) bool, n int) []Rec {
 	s, _ := a.pool.Get().(*scratch)
 	if s == nil || len(s.acc) != len(a.Books) {
@@ -108,40 +267,130 @@ func (a *Artifact) Recommend(history []Interaction, exclude func(string) bool, n
 	}
 	defer a.pool.Put(s)
 	s.top = newTopK(n)
-	for _, h := range history {
-		i, ok := a.index[h.Book]
-		if !ok {
-			continue
+	var top float32 // the highest neighbour score
+	if a.Neighbors != nil {
+		for _, h := range history {
+			i, ok := a.index[h.Book]
+			if !ok {
+				continue
+			}
+			nb, sim := a.Neighbors.Similar(int(i))
+			for k, j := range nb {
+				c := h.Weight * sim[k]
+				if s.acc[j] == 0 && s.best[j] == 0 {
+					s.touched = append(s.touched, j)
+					s.best[j] = -1
+				}
+				s.acc[j] += c
+				if c > s.best[j] {
+					s.best[j], s.because[j] = c, i
+				}
+			}
 		}
-		nb, sim := a.Neighbors.Similar(int(i))
-		for k, j := range nb {
-			c := h.Weight * sim[k]
-			if s.acc[j] == 0 && s.best[j] == 0 {
-				s.touched = append(s.touched, j)
-				s.best[j] = -1
-			}
-			s.acc[j] += c
-			if c > s.best[j] {
-				s.best[j], s.because[j] = c, i
-			}
+		for _, j := range s.touched {
+			top = max(top, s.acc[j])
+		}
+		if a.ALS != nil && top > 0 {
+			a.blendALS(s, history, exclude, top)
+			top = 1
 		}
 	}
-	for _, j := range s.touched {
-		// exclude is a map lookup: ask it only about books that would make the list.
-		if s.acc[j] > 0 && s.top.accepts(j, s.acc[j]) && !exclude(a.Books[j]) {
-			s.top.push(j, s.acc[j])
+	if prior := a.prior(len(history)); prior > 0 {
+		// Every book gets a score: neighbour scores scaled to at most 1, plus the prior.
+		scale := float32(0)
+		if top > 0 {
+			scale = 1 / top
+		}
+		for j := range a.Books {
+			v := max(s.acc[j], 0)*scale + prior*a.Popularity[j]
+			if v > 0 && s.top.accepts(int32(j), v) && !exclude(a.Books[j]) {
+				s.top.push(int32(j), v)
+			}
+		}
+	} else {
+		for _, j := range s.touched {
+			// exclude is a map lookup: ask it only about books that would make the list.
+			if s.acc[j] > 0 && s.top.accepts(j, s.acc[j]) && !exclude(a.Books[j]) {
+				s.top.push(j, s.acc[j])
+			}
 		}
 	}
 	idx, score := s.top.sorted()
 	out := make([]Rec, 0, n)
 	for k, j := range idx {
-		out = append(out, Rec{Book: a.Books[j], Score: score[k], Because: a.Books[s.because[j]]})
+		r := Rec{Book: a.Books[j], Score: score[k]}
+		if s.acc[j] > 0 {
+			r.Because = a.Books[s.because[j]]
+		}
+		out = append(out, r)
 	}
 	for _, j := range s.touched {
 		s.acc[j], s.best[j] = 0, 0
 	}
 	s.touched = s.touched[:0]
 	return out
+}
+
+// blendCandidates is how many of the books the neighbours reach, best first, iALS rescores. The
+// final 20 come from the head of that order, and scoring 100 instead of every reached book (often
+// a thousand or more) keeps a request to a few tens of microseconds.
+const blendCandidates = 100
+
+// blendALS replaces the neighbour scores of the blendCandidates best reached books (those exclude
+// lets through) with the blend of it and the book's iALS score, each scaled to its maximum over
+// them, and drops the other reached books.
+func (a *Artifact) blendALS(s *scratch, history []Interaction, exclude func(string) bool, top float32) {
+	if s.cand == nil {
+		s.cand = newTopK(blendCandidates)
+	}
+	cand := s.cand
+	cand.reset()
+	for _, j := range s.touched {
+		if s.acc[j] > 0 && cand.accepts(j, s.acc[j]) && !exclude(a.Books[j]) {
+			cand.push(j, s.acc[j])
+		}
+	}
+	idx, acc := cand.sorted()
+	x := a.readerFactors(history)
+	f := a.ALS.P.Factors
+	if cap(s.dots) < len(idx) {
+		s.dots = make([]float32, len(idx))
+	}
+	dots := s.dots[:len(idx)]
+	var best float32
+	for k, j := range idx {
+		dots[k] = dot(a.ALS.Y[int(j)*f:int(j+1)*f], x)
+		best = max(best, dots[k])
+	}
+	for _, j := range s.touched {
+		s.acc[j] = 0
+	}
+	wn, wa := float32(1-a.Params.ALSWeight), float32(a.Params.ALSWeight)
+	for k, j := range idx {
+		v := wn * acc[k] / top
+		if best > 0 {
+			v += wa * dots[k] / best
+		}
+		// Scores stay positive so that the list keeps every candidate, as without iALS.
+		s.acc[j] = max(v, 1e-9)
+	}
+}
+
+// prior is the weight of a book's popularity (scaled to at most 1) in the score of a reader with
+// history books: all of it for a popularity model, PopularityWeight/(1+history) otherwise.
+func (a *Artifact) prior(history int) float32 {
+	a.maxPopOnce.Do(func() {
+		for _, p := range a.Popularity {
+			a.maxPop = max(a.maxPop, p)
+		}
+	})
+	if a.maxPop == 0 {
+		return 0
+	}
+	if a.Neighbors == nil {
+		return 1 / a.maxPop
+	}
+	return float32(a.Params.PopularityWeight) / float32(1+history) / a.maxPop
 }
 
 // Popular lists the books most read in the training data, best first (at most 1000).
@@ -157,7 +406,7 @@ func (a *Artifact) Popular() []string {
 // Similar lists the books most similar to book ("readers also enjoyed").
 func (a *Artifact) Similar(book string, n int) ([]Rec, bool) {
 	i, ok := a.index[book]
-	if !ok {
+	if !ok || a.Neighbors == nil {
 		return nil, false
 	}
 	nb, sim := a.Neighbors.Similar(int(i))

@@ -9,10 +9,30 @@ import (
 )
 
 // Metrics are ranking quality averaged over evaluated readers.
+//
+// NDCG divides by the ideal DCG of min(test items, 20) hits (the standard definition). NDCGKGAT is
+// the definition in KGAT's released code (and the papers that reuse it): it divides by the DCG of
+// the hits retrieved moved to the top, so a list with one hit at rank 5 scores 1/log2(6) by the
+// first and 1 by the second. Tables compare like with like (docs/recommendations.md).
 type Metrics struct {
-	Recall float64 `json:"recall_at_20"`
-	NDCG   float64 `json:"ndcg_at_20"`
-	Users  int     `json:"users"`
+	Recall   float64 `json:"recall_at_20"`
+	NDCG     float64 `json:"ndcg_at_20"`
+	NDCGKGAT float64 `json:"ndcg_at_20_kgat,omitempty"`
+	Users    int     `json:"users"`
+}
+
+// sum adds one reader's metrics.
+func (m *Metrics) sum(o Metrics) {
+	m.Recall, m.NDCG, m.NDCGKGAT, m.Users = m.Recall+o.Recall, m.NDCG+o.NDCG, m.NDCGKGAT+o.NDCGKGAT, m.Users+o.Users
+}
+
+// mean turns sums over m.Users readers into averages.
+func (m Metrics) mean() Metrics {
+	if m.Users == 0 {
+		return Metrics{}
+	}
+	n := float64(m.Users)
+	return Metrics{Recall: m.Recall / n, NDCG: m.NDCG / n, NDCGKGAT: m.NDCGKGAT / n, Users: m.Users}
 }
 
 // Evaluate ranks ALL items each reader with test items has not interacted with in train, takes
@@ -25,7 +45,7 @@ func Evaluate(m Model, train, test *Matrix, k int, progress func(done, total int
 			users = append(users, u)
 		}
 	}
-	var recall, ndcg float64
+	var total Metrics
 	var mu sync.Mutex
 	var next, done atomic.Int64
 	var wg sync.WaitGroup
@@ -35,7 +55,7 @@ func Evaluate(m Model, train, test *Matrix, k int, progress func(done, total int
 			defer wg.Done()
 			scores := make([]float32, train.Cols)
 			top := newTopK(k)
-			var r, n float64
+			var sub Metrics
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= len(users) {
@@ -54,16 +74,13 @@ func Evaluate(m Model, train, test *Matrix, k int, progress func(done, total int
 				}
 				ranked := TopN(scores, top)
 				truth, _ := test.Row(u)
-				r1, n1 := rankMetrics(ranked, truth, k)
-				r += r1
-				n += n1
+				sub.sum(rankMetrics(ranked, truth, k))
 				if d := done.Add(1); progress != nil && d%2000 == 0 {
 					progress(int(d), len(users))
 				}
 			}
 			mu.Lock()
-			recall += r
-			ndcg += n
+			total.sum(sub)
 			mu.Unlock()
 		}()
 	}
@@ -71,10 +88,7 @@ func Evaluate(m Model, train, test *Matrix, k int, progress func(done, total int
 	if progress != nil {
 		progress(len(users), len(users))
 	}
-	if len(users) == 0 {
-		return Metrics{}
-	}
-	return Metrics{Recall: recall / float64(len(users)), NDCG: ndcg / float64(len(users)), Users: len(users)}
+	return total.mean()
 }
 
 // TopN returns the indexes of the largest scores, best first, using top's capacity as N. Items
@@ -90,9 +104,10 @@ func TopN(scores []float32, top *topK) []int32 {
 	return idx
 }
 
-func rankMetrics(ranked, truth []int32, k int) (recall, ndcg float64) {
+// rankMetrics scores one reader's ranking against their test items (truth, sorted).
+func rankMetrics(ranked, truth []int32, k int) Metrics {
 	if len(truth) == 0 {
-		return 0, 0
+		return Metrics{}
 	}
 	inTruth := func(it int32) bool {
 		// truth is sorted (a matrix row).
@@ -118,11 +133,20 @@ func rankMetrics(ranked, truth []int32, k int) (recall, ndcg float64) {
 			dcg += 1 / math.Log2(float64(pos)+2)
 		}
 	}
-	var idcg float64
-	for pos := 0; pos < min(k, len(truth)); pos++ {
-		idcg += 1 / math.Log2(float64(pos)+2)
+	m := Metrics{Recall: float64(hits) / float64(len(truth)), NDCG: dcg / idealDCG(min(k, len(truth))), Users: 1}
+	if hits > 0 {
+		m.NDCGKGAT = dcg / idealDCG(hits)
 	}
-	return float64(hits) / float64(len(truth)), dcg / idcg
+	return m
+}
+
+// idealDCG is the DCG of n hits at the top of a list.
+func idealDCG(n int) float64 {
+	var d float64
+	for pos := range n {
+		d += 1 / math.Log2(float64(pos)+2)
+	}
+	return d
 }
 
 // SplitValidation carves a validation set out of train: for every reader with at least two

@@ -26,12 +26,19 @@ type ALS struct {
 	Items int
 	Y     []float32 // Items × Factors, row-major
 	gram  []float32 // YᵀY, Factors × Factors
+	x     []float32 // the training readers' factors (rows of the training matrix) × Factors
 }
 
 // TrainALS alternates least-squares solves for reader and item factors, each solved approximately
 // by a few conjugate-gradient steps warm-started from the previous iteration (Takács et al. 2011),
 // which costs O(f² + n·f) per row instead of the O(f³) of an exact solve.
 func TrainALS(ui *Matrix, p ALSParams, progress func(done, total int)) *ALS {
+	return trainALSFrom(ui, p, nil, progress)
+}
+
+// trainALSFrom starts from item factors y0 (rows may be nil: those start at random), as a refit
+// on more data starts from a model trained on less.
+func trainALSFrom(ui *Matrix, p ALSParams, y0 [][]float32, progress func(done, total int)) *ALS {
 	f := p.Factors
 	rng := rand.New(rand.NewPCG(p.Seed, 99))
 	X := make([]float32, ui.Rows*f)
@@ -39,6 +46,11 @@ func TrainALS(ui *Matrix, p ALSParams, progress func(done, total int)) *ALS {
 	scale := float32(0.1 / math.Sqrt(float64(f)))
 	for i := range Y {
 		Y[i] = float32(rng.NormFloat64()) * scale
+	}
+	for i, row := range y0 {
+		if row != nil {
+			copy(Y[i*f:(i+1)*f], row)
+		}
 	}
 	iu := ui.Transpose()
 	for it := 0; it < p.Iterations; it++ {
@@ -48,7 +60,8 @@ func TrainALS(ui *Matrix, p ALSParams, progress func(done, total int)) *ALS {
 			progress(it+1, p.Iterations)
 		}
 	}
-	return &ALS{P: p, Items: ui.Cols, Y: Y, gram: gramian(Y, f)}
+	solveSide(ui, X, Y, f, p) // the readers' factors for the final item factors
+	return &ALS{P: p, Items: ui.Cols, Y: Y, gram: gramian(Y, f), x: X}
 }
 
 func gramian(M []float32, f int) []float32 {
@@ -139,6 +152,15 @@ func solveRow(x []float32, idx []int32, vals []float32, Y, gram []float32, f int
 // factors) and scores every item by the dot product.
 func (m *ALS) Score(items []int32, vals []float32, scores []float32) {
 	f := m.P.Factors
+	x := m.foldIn(items, vals)
+	for i := 0; i < m.Items; i++ {
+		scores[i] += dot(m.Y[i*f:(i+1)*f], x)
+	}
+}
+
+// foldIn solves a reader's factors from their items and weights against the item factors.
+func (m *ALS) foldIn(items []int32, vals []float32) []float32 {
+	f := m.P.Factors
 	x := make([]float32, f)
 	var known []int32
 	var kv []float32
@@ -151,9 +173,7 @@ func (m *ALS) Score(items []int32, vals []float32, scores []float32) {
 	p := m.P
 	p.CGSteps = max(p.CGSteps, f/4) // from zero, a solve needs more steps than a warm start
 	solveRow(x, known, kv, m.Y, m.gram, f, p, newCGScratch(f))
-	for i := 0; i < m.Items; i++ {
-		scores[i] += dot(m.Y[i*f:(i+1)*f], x)
-	}
+	return x
 }
 
 func dot(a, b []float32) float32 {

@@ -1,6 +1,7 @@
 package recommend
 
 import (
+	"fmt"
 	"math"
 	"runtime"
 	"sync"
@@ -42,22 +43,60 @@ func (n *Neighbors) Score(items []int32, vals []float32, scores []float32) {
 	}
 }
 
-// NeighborParams choose the similarity. Kind "cosine": co-occurrence weight over the product of
-// the items' norms plus Shrink. Kind "rp3beta": a two-step random walk item → reader → item with
-// transition probabilities raised to Alpha, divided by the target's popularity^Beta
-// (Paudel et al. 2017), which favours less popular, more specific neighbours.
-type NeighborParams struct {
-	Kind   string  `json:"kind"`
-	K      int     `json:"k"`
-	Shrink float64 `json:"shrink,omitempty"`
-	Alpha  float64 `json:"alpha,omitempty"`
-	Beta   float64 `json:"beta,omitempty"`
+// ModelParams choose a servable model. Kind "cosine": item neighbours by co-occurrence weight
+// over the product of the items' norms plus Shrink. Kind "rp3beta": a two-step random walk item →
+// reader → item with transition probabilities raised to Alpha, divided by the target's
+// popularity^Beta (Paudel et al. 2017), which favours less popular, more specific neighbours. Kind
+// "ease": EASE's item weights (TrainEASE), for catalogues of at most EASEMaxItems books. Kind
+// "popularity": no neighbours, the most read books.
+//
+// PopularityWeight adds a popularity prior to the neighbours' scores, weighted by
+// PopularityWeight / (1 + books in the reader's history): it counts for short histories, where
+// neighbours know little, and fades for long ones.
+type ModelParams struct {
+	Kind             string  `json:"kind"`
+	K                int     `json:"k,omitempty"`
+	Shrink           float64 `json:"shrink,omitempty"`
+	Alpha            float64 `json:"alpha,omitempty"`
+	Beta             float64 `json:"beta,omitempty"`
+	Lambda           float64 `json:"lambda,omitempty"` // EASE's regularisation
+	PopularityWeight float64 `json:"popularity_weight,omitempty"`
+	// Factors > 0 blends iALS (ALSDefaults with this many factors) into a neighbour model's
+	// scores with weight ALSWeight (the neighbours keep 1 − ALSWeight), over the books the
+	// neighbours reach: each is scaled to its maximum among them first.
+	Factors   int     `json:"ials_factors,omitempty"`
+	ALSWeight float64 `json:"ials_weight,omitempty"`
+}
+
+// ALSDefaults are the iALS settings `dogear eval` chose on Amazon-book; a blend sets Factors.
+var ALSDefaults = ALSParams{Iterations: 8, Lambda: 10, Alpha: 20, CGSteps: 3, Seed: 1}
+
+// String is the parameters as people read them in tables and logs.
+func (p ModelParams) String() string {
+	var s string
+	switch p.Kind {
+	case "popularity":
+		return "popularity"
+	case "cosine":
+		s = fmt.Sprintf("cosine k=%d shrink=%g", p.K, p.Shrink)
+	case "ease":
+		s = fmt.Sprintf("ease lambda=%g", p.Lambda)
+	default:
+		s = fmt.Sprintf("%s k=%d alpha=%g beta=%g", p.Kind, p.K, p.Alpha, p.Beta)
+	}
+	if p.Factors > 0 {
+		s = fmt.Sprintf("%s ×%g + iALS factors=%d ×%g", s, 1-p.ALSWeight, p.Factors, p.ALSWeight)
+	}
+	if p.PopularityWeight > 0 {
+		s += fmt.Sprintf(" + popularity×%g/(1+history)", p.PopularityWeight)
+	}
+	return s
 }
 
 // TrainNeighbors computes every item's top-K neighbours from a reader × item matrix, in parallel
 // over items. The work is Σ over readers of (items per reader)², with one dense accumulator per
 // worker and no allocation per item pair.
-func TrainNeighbors(ui *Matrix, p NeighborParams, progress func(done, total int)) *Neighbors {
+func TrainNeighbors(ui *Matrix, p ModelParams, progress func(done, total int)) *Neighbors {
 	iu := ui.Transpose()
 	nItems := ui.Cols
 	// Per-item and per-reader factors that turn co-occurrence into the chosen similarity.

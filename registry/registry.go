@@ -23,20 +23,23 @@ type Metrics struct {
 	Candidate    recommend.Metrics  `json:"candidate"`
 	Serving      *recommend.Metrics `json:"serving,omitempty"` // nil when nothing was serving
 	HeldOut      int                `json:"held_out_interactions"`
-	TrainSeconds float64            `json:"train_seconds"`
-	Promoted     bool               `json:"promoted"`
-	Reason       string             `json:"reason"`
+	TrainSeconds float64            `json:"train_seconds"` // the search and the refit
+	// Selection is every model the round tried on the held-out interactions and the winner,
+	// which is then refit on all of them and is what this version serves.
+	Selection *recommend.Selection `json:"selection,omitempty"`
+	Promoted  bool                 `json:"promoted"`
+	Reason    string               `json:"reason"`
 }
 
 // Version describes one stored model.
 type Version struct {
-	Version int                      `json:"version"`
-	Created time.Time                `json:"created"`
-	Params  recommend.NeighborParams `json:"params"`
-	Books   int                      `json:"books"`
-	Readers int                      `json:"readers"`
-	Metrics Metrics                  `json:"metrics"`
-	Serving bool                     `json:"serving"`
+	Version int                   `json:"version"`
+	Created time.Time             `json:"created"`
+	Params  recommend.ModelParams `json:"params"`
+	Books   int                   `json:"books"`
+	Readers int                   `json:"readers"`
+	Metrics Metrics               `json:"metrics"`
+	Serving bool                  `json:"serving"`
 }
 
 // ErrNoVersion means the version asked for does not exist.

@@ -24,7 +24,7 @@ func TestRegistryOnS3(t *testing.T) {
 	}
 	inter := []recommend.Interaction{{Reader: "a", Book: "x", Weight: 1}, {Reader: "a", Book: "y", Weight: 1}, {Reader: "b", Book: "x", Weight: 1}}
 	for i := 1; i <= 2; i++ {
-		v, err := reg.Save(recommend.TrainArtifact(inter, recommend.NeighborParams{Kind: "rp3beta", K: i, Alpha: 0.5}), registry.Metrics{Reason: "test"})
+		v, err := reg.Save(recommend.TrainArtifact(inter, recommend.ModelParams{Kind: "rp3beta", K: i, Alpha: 0.5}), registry.Metrics{Reason: "test"})
 		if err != nil || v != i {
 			t.Fatalf("save %d: %v %v", i, v, err)
 		}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/dogear-dev/dogear/ingest"
 	"github.com/dogear-dev/dogear/kosync"
-	"github.com/dogear-dev/dogear/recommend"
 	"github.com/dogear-dev/dogear/trainer"
 )
 
@@ -83,7 +82,7 @@ type Config struct {
 
 	// The train role: how often to retrain (0: only on request), and with what.
 	TrainInterval time.Duration
-	Recommender   recommend.NeighborParams
+	Recommender   trainer.Config
 
 	// Erasure (api role embedded, ingest role over Kafka). An erasure that finds data is
 	// costly: at most ErasureBurst at once, then one every ErasureEvery. ErasureWait is how long
@@ -101,7 +100,7 @@ func DefaultConfig() Config {
 		ArchiveInterval: time.Minute, MinFreeBytes: 128 << 20,
 		Ingest: ingest.DefaultConfig(), KosyncRegistration: "auto", KeyRate: 100_000,
 		ReadyMaxLag:   1_000_000,
-		TrainInterval: 10 * time.Minute, Recommender: trainer.DefaultParams,
+		TrainInterval: 10 * time.Minute, Recommender: trainer.DefaultConfig,
 		ErasureBurst: 10, ErasureEvery: 6 * time.Second, ErasureWait: 30 * time.Second,
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dogear-dev/dogear/api"
+	"github.com/dogear-dev/dogear/bench"
 	"github.com/dogear-dev/dogear/recommend"
 	"github.com/dogear-dev/dogear/registry"
 	"github.com/dogear-dev/dogear/server"
@@ -162,7 +163,7 @@ func TestPromotionRefusesWorseModel(t *testing.T) {
 	}
 	// A second trainer over the same state and registry, with one neighbour per book: it can
 	// reach few of a reader's unread books, so it must lose the gate.
-	worse := trainer.New(srv.State(), srv.Registry(), recommend.NeighborParams{Kind: "rp3beta", K: 1, Alpha: 0.55, Beta: 0.2},
+	worse := trainer.New(srv.State(), srv.Registry(), trainer.Config{Params: recommend.ModelParams{Kind: "rp3beta", K: 1, Alpha: 0.55, Beta: 0.2}},
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	v2, err := worse.TrainOnce(context.Background())
 	if err != nil {
@@ -196,4 +197,63 @@ func TestPromotionRefusesWorseModel(t *testing.T) {
 		t.Fatalf("promote unknown version: %d", resp.StatusCode)
 	}
 	resp.Body.Close()
+}
+
+// TestServedListsScoreAsEvaluated: a KGAT-format dataset (here made from a ratings CSV by
+// convert-ratings' code) ingested as events and trained through the API serves lists that score
+// on test what `dogear eval` reports for the model it selects ("selected, as served"), within 1%.
+func TestServedListsScoreAsEvaluated(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	var csv strings.Builder
+	csv.WriteString("user_id,book_id,rating\n")
+	for u := range 1500 {
+		taste := u % 8
+		for range 6 + rng.IntN(10) {
+			book := taste*30 + rng.IntN(30) // mostly from the reader's taste
+			if rng.IntN(5) == 0 {
+				book = rng.IntN(240)
+			}
+			fmt.Fprintf(&csv, "%d,%d,%d\n", 100+u, 1000+book, 3+rng.IntN(3))
+		}
+	}
+	dir := t.TempDir()
+	if _, _, err := recommend.ConvertRatings(strings.NewReader(csv.String()), dir, recommend.RatingsOptions{MinRating: 4, TestFraction: 0.2, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := recommend.LoadKGAT(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	budget := 10 * time.Minute // both searches run to the end, so they choose alike
+	eval := recommend.EvalServed(ds, budget)
+
+	srv, url := start(t, func(c *server.Config) { c.Recommender.SearchBudget = budget })
+	var lines []string
+	old := time.Now().UTC().AddDate(-1, 0, 0) // long before trending's window: no fill from it
+	for _, it := range recommend.KGATInteractions(ds.Train) {
+		at := old.Add(time.Duration(it.At) * time.Millisecond)
+		lines = append(lines, fmt.Sprintf(`{"id":"%s-%s","type":"finish","reader":"%s","book":"%s","time":"%s"}`,
+			it.Reader, it.Book, it.Reader, it.Book, at.Format(time.RFC3339)))
+	}
+	for i := 0; i < len(lines); i += 5000 {
+		if r := post(t, url, []byte(strings.Join(lines[i:min(i+5000, len(lines))], "\n")), nil); r.status != 200 {
+			t.Fatalf("ingest: %d %+v", r.status, r.body)
+		}
+	}
+	waitProcessed(t, srv)
+	v, err := srv.Trainer().TrainOnce(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Params.String() != eval.Params {
+		t.Fatalf("the trainer chose %s, the eval %s", v.Params, eval.Params)
+	}
+	served, users, err := bench.ServedRecall(context.Background(), url, ds.Test)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := served/eval.Test.Recall - 1; diff > 0.01 || diff < -0.01 {
+		t.Fatalf("served Recall@20 %.4f, eval %.4f for %s: %.1f%% apart", served, eval.Test.Recall, eval.Params, 100*diff)
+	}
+	t.Logf("served Recall@20 %.4f, eval %.4f (%s, %d readers)", served, eval.Test.Recall, eval.Params, users)
 }

@@ -1,6 +1,6 @@
-// Package trainer is the training pipeline with an evaluation gate: it periodically retrains the
-// recommender from reading state, evaluates it against the serving model on recently held-out
-// interactions, and promotes it only if it is not worse.
+// Package trainer is the training pipeline with an evaluation gate: it periodically chooses and
+// trains the recommender from reading state, compares it with the serving model on held-out
+// interactions, and promotes it, refit on everything, only if it is not worse.
 package trainer
 
 import (
@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"sync"
 	"time"
 
@@ -18,23 +17,33 @@ import (
 	"github.com/dogear-dev/dogear/state"
 )
 
-// DefaultParams are RP3beta settings chosen by `dogear eval` on the Amazon-book validation split
-// (docs/recommendations.md).
-var DefaultParams = recommend.NeighborParams{Kind: "rp3beta", K: 100, Alpha: 0.45, Beta: 0.2}
+// Config is how a trainer chooses its model.
+type Config struct {
+	// Params is the model trained when there is no search, and where the first search starts
+	// (later ones start from the serving model's settings).
+	Params recommend.ModelParams
+	// SearchBudget is the wall time each round may spend choosing a model for this catalogue
+	// (recommend.Select); 0 trains Params without a search.
+	SearchBudget time.Duration
+}
+
+// DefaultConfig searches for up to 45 s from recommend.DefaultParams: with the refit, a round
+// stays within a minute on Amazon-book's 650k interactions (docs/recommendations.md).
+var DefaultConfig = Config{Params: recommend.DefaultParams, SearchBudget: 45 * time.Second}
 
 // Trainer trains, gates and promotes models.
 type Trainer struct {
 	store  state.Reader
 	reg    *registry.Registry
-	params recommend.NeighborParams
+	cfg    Config
 	logger *slog.Logger
 	now    func() time.Time
 	mu     sync.Mutex // one training at a time
 }
 
 // New returns a trainer reading store and writing to reg.
-func New(store state.Reader, reg *registry.Registry, params recommend.NeighborParams, logger *slog.Logger) *Trainer {
-	return &Trainer{store: store, reg: reg, params: params, logger: logger, now: time.Now}
+func New(store state.Reader, reg *registry.Registry, cfg Config, logger *slog.Logger) *Trainer {
+	return &Trainer{store: store, reg: reg, cfg: cfg, logger: logger, now: time.Now}
 }
 
 // ErrNoData means there is nothing to learn from yet.
@@ -93,23 +102,44 @@ func (t *Trainer) train(ctx context.Context, force bool) (registry.Version, erro
 	if err != nil {
 		return registry.Version{}, err
 	}
-	train, holdout := splitLatest(byReader)
+	train, holdout := recommend.SplitLatest(byReader)
+	holdout, rest := recommend.SampleHoldout(holdout, recommend.HoldoutReaders, 1)
+	train = append(train, rest...)
 	if len(train) == 0 {
 		return registry.Version{}, ErrNoData
 	}
 	start := time.Now()
-	cand := recommend.TrainArtifact(train, t.params)
-	m := registry.Metrics{TrainSeconds: time.Since(start).Seconds(), HeldOut: len(holdout)}
-	m.Candidate = gateMetrics(cand, byReader, holdout)
 	serving, servingVer := t.reg.Serving()
+	var all []recommend.Interaction
+	for _, list := range byReader {
+		all = append(all, list...)
+	}
+	m := registry.Metrics{HeldOut: len(holdout)}
+	sel := recommend.Selection{Best: recommend.Trial{Params: t.cfg.Params}}
+	if t.cfg.SearchBudget > 0 && len(holdout) > 0 {
+		// Start where the serving model's neighbours are (the catalogue changes slowly); EASE
+		// and the additions to a neighbour model the search tries by itself.
+		from := t.cfg.Params
+		if serving != nil && (serving.Params.Kind == "rp3beta" || serving.Params.Kind == "cosine") {
+			from = recommend.ModelParams{Kind: serving.Params.Kind, K: serving.Params.K, Shrink: serving.Params.Shrink,
+				Alpha: serving.Params.Alpha, Beta: serving.Params.Beta}
+		}
+		sel = recommend.Select(train, byReader, holdout, recommend.SelectOptions{Budget: t.cfg.SearchBudget, Start: from})
+		m.Candidate, m.Selection = sel.Best.Metrics, &sel
+	} else {
+		m.Candidate = recommend.HoldoutMetrics(recommend.TrainArtifact(train, sel.Best.Params), byReader, holdout)
+	}
+	// What was evaluated is served: the same model, refit on everything.
+	cand := sel.Refit(all)
+	m.TrainSeconds = time.Since(start).Seconds()
 	switch {
 	case serving == nil:
 		m.Promoted, m.Reason = true, "first model"
 	case len(holdout) == 0:
-		s := gateMetrics(serving, byReader, holdout)
+		s := recommend.HoldoutMetrics(serving, byReader, holdout)
 		m.Serving, m.Reason = &s, "no held-out interactions to compare on; keeping the serving model"
 	default:
-		s := gateMetrics(serving, byReader, holdout)
+		s := recommend.HoldoutMetrics(serving, byReader, holdout)
 		m.Serving = &s
 		m.Promoted = m.Candidate.Recall >= s.Recall
 		verdict := "worse than"
@@ -138,56 +168,4 @@ func (t *Trainer) train(ctx context.Context, force bool) (registry.Version, erro
 func Interaction(rb *insights.ReaderBook, asOf time.Time) recommend.Interaction {
 	at := max(rb.Last, rb.Finished, rb.Purchased, rb.Shelved, rb.Sampled, rb.RatedAt)
 	return recommend.Interaction{Reader: rb.Reader, Book: rb.Book, Weight: insights.ImplicitFeedback(rb, asOf), At: at}
-}
-
-// splitLatest holds out, for every reader with at least three liked books, the most recent one.
-func splitLatest(byReader map[string][]recommend.Interaction) (train []recommend.Interaction, holdout []recommend.Interaction) {
-	for _, list := range byReader {
-		latest, positives := -1, 0
-		for i, it := range list {
-			if it.Weight > 0 {
-				positives++
-				if latest < 0 || it.At > list[latest].At || (it.At == list[latest].At && it.Book > list[latest].Book) {
-					latest = i
-				}
-			}
-		}
-		for i, it := range list {
-			if i == latest && positives >= 3 {
-				holdout = append(holdout, it)
-				continue
-			}
-			train = append(train, it)
-		}
-	}
-	return train, holdout
-}
-
-// gateMetrics ranks 20 books for each held-out reader from the rest of their history and measures
-// whether the held-out book is among them (Recall@20) and how high (NDCG@20).
-func gateMetrics(a *recommend.Artifact, byReader map[string][]recommend.Interaction, holdout []recommend.Interaction) recommend.Metrics {
-	var recall, ndcg float64
-	for _, h := range holdout {
-		var hist []recommend.Interaction
-		seen := map[string]bool{}
-		for _, it := range byReader[h.Reader] {
-			if it.Book != h.Book {
-				hist = append(hist, it)
-				seen[it.Book] = true
-			}
-		}
-		recs := a.Recommend(hist, func(b string) bool { return seen[b] }, 20)
-		for rank, r := range recs {
-			if r.Book == h.Book {
-				recall++
-				ndcg += 1 / math.Log2(float64(rank)+2)
-				break
-			}
-		}
-	}
-	if len(holdout) == 0 {
-		return recommend.Metrics{}
-	}
-	n := float64(len(holdout))
-	return recommend.Metrics{Recall: recall / n, NDCG: ndcg / n, Users: len(holdout)}
 }

@@ -187,6 +187,13 @@ func watchConsole(ctx context.Context) func() []string {
 	}
 }
 
+func noErrors(t *testing.T, consoleErrors func() []string) {
+	t.Helper()
+	if errs := consoleErrors(); len(errs) > 0 {
+		t.Fatalf("the page reported errors:\n%s", strings.Join(errs, "\n"))
+	}
+}
+
 func accessible(t *testing.T, ctx context.Context) {
 	t.Helper()
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](axe+";true")); err != nil {
@@ -255,9 +262,7 @@ func TestReaderPage(t *testing.T) {
 				t.Fatalf("the page is wider than a %d px window", width)
 			}
 			accessible(t, ctx)
-			if errs := consoleErrors(); len(errs) > 0 {
-				t.Fatalf("the page reported errors:\n%s", strings.Join(errs, "\n"))
-			}
+			noErrors(t, consoleErrors)
 			screenshot(t, ctx, fmt.Sprintf("reader-%d.png", width))
 		})
 	}
@@ -329,9 +334,7 @@ func TestDashboard(t *testing.T) {
 		t.Fatalf("book panel: %q", got)
 	}
 	accessible(t, ctx)
-	if errs := consoleErrors(); len(errs) > 0 {
-		t.Fatalf("the page reported errors:\n%s", strings.Join(errs, "\n"))
-	}
+	noErrors(t, consoleErrors)
 	screenshot(t, ctx, "dashboard.png")
 }
 

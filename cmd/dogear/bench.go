@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -12,15 +13,17 @@ import (
 
 	"github.com/dogear-dev/dogear/bench"
 	"github.com/dogear-dev/dogear/recommend"
+	"github.com/dogear-dev/dogear/trainer"
 )
 
 func evalCmd(args []string) error {
-	opts := recommend.EvalOptions{ValidationFraction: 0.2, ValidationUsers: 20_000, Seed: 1, Progress: os.Stderr}
+	opts := recommend.EvalOptions{ValidationFraction: 0.2, ValidationUsers: 20_000, Seed: 1, SelectBudget: trainer.DefaultConfig.SearchBudget, Progress: os.Stderr}
 	fs := newFlags("eval", "Tune each recommender on a validation split of train.txt, retrain on all of it, and rank all unseen books for every test reader")
 	data := fs.String("data", "../shared/data/amazon-book", "folder with train.txt and test.txt (KGAT format)")
 	fs.Uint64Var(&opts.Seed, "seed", opts.Seed, "seed of the validation split")
 	fs.IntVar(&opts.ValidationUsers, "validation-users", opts.ValidationUsers, "tune on at most this many validation readers (0: all)")
 	fs.BoolVar(&opts.Quick, "quick", false, "one setting per algorithm (a smoke run)")
+	fs.DurationVar(&opts.SelectBudget, "select-budget", opts.SelectBudget, "search budget of the served model's selection (as the trainer's --train-search-budget)")
 	plotPath := fs.String("plot", "", "also draw the results as a bar chart (.svg, .png or .pdf)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -43,6 +46,33 @@ func evalCmd(args []string) error {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	fmt.Printf("\nwhole run: %v, peak process memory (max RSS) %d MB\n", time.Since(start).Round(time.Second), ru.Maxrss/1024)
+	return nil
+}
+
+func convertRatingsCmd(args []string) error {
+	o := recommend.RatingsOptions{MinRating: 4, TestFraction: 0.2, Seed: 1}
+	fs := newFlags("convert-ratings", "Turn a ratings CSV (user_id,book_id,rating, as goodbooks-10k ships them) into a KGAT-format folder: ratings at or above --min-rating are positives, a random --test share of each reader's goes to test.txt")
+	in := fs.String("in", "", "the ratings CSV")
+	out := fs.String("out", "", "the folder to write train.txt, test.txt, user_list.txt and item_list.txt into")
+	fs.IntVar(&o.MinRating, "min-rating", o.MinRating, "lowest rating that counts as a positive interaction")
+	fs.Float64Var(&o.TestFraction, "test", o.TestFraction, "share of each reader's positives held out for test")
+	fs.Uint64Var(&o.Seed, "seed", o.Seed, "seed of the split")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *in == "" || *out == "" {
+		return errors.New("convert-ratings needs --in RATINGS.csv and --out DIR")
+	}
+	f, err := os.Open(*in)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	readers, books, err := recommend.ConvertRatings(f, *out, o)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *in, err)
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s: %d readers, %d books\n", *out, readers, books)
 	return nil
 }
 

@@ -33,6 +33,7 @@ func commands() []command {
 		{"token", "issue a signed token: 'token --reader ID' (that reader's data) or 'token --admin'", tokenCmd},
 		{"import", "load data: 'import catalog books.csv', 'import kindle EXPORT', 'import koreader statistics.sqlite3'", importCmd},
 		{"eval", "train and evaluate every recommender on a KGAT-format dataset (Recall@20, NDCG@20)", evalCmd},
+		{"convert-ratings", "turn a ratings CSV (user_id,book_id,rating) into a KGAT-format dataset for eval", convertRatingsCmd},
 		{"bench", "benchmark: 'bench [ingest]' durable ingest, processing, queries; 'bench recommend' serving", benchCmd},
 		{"version", "print the version", func([]string) error { fmt.Println(versionString()); return nil }},
 	}
