@@ -95,11 +95,6 @@ func (s *Server) running(context.Context) string {
 	return ""
 }
 
-// lagReason says why a process whose processors are n events behind is not ready.
-func lagReason(n, bound int64) string {
-	return fmt.Sprintf("processors are %d events behind the log (ready at %d or fewer)", n, bound)
-}
-
 // diskCheck fails while the data directory has less free space than ingest needs.
 func diskCheck(dir string, min int64) check {
 	return check{"disk", func(context.Context) string {

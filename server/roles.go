@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"sync/atomic"
@@ -41,7 +42,7 @@ func (s *Server) processRole(mux *http.ServeMux) error {
 			return "processing stopped: " + (*err).Error()
 		}
 		if n, bound := s.proc.TotalLag(), s.cfg.ReadyMaxLag; bound > 0 && n > bound {
-			return lagReason(n, bound)
+			return fmt.Sprintf("processors are %d events behind the log (ready at %d or fewer)", n, bound)
 		}
 		return ""
 	}})
