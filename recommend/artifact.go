@@ -5,6 +5,7 @@ import (
 	"encoding/gob"
 	"io"
 	"math"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -41,8 +42,12 @@ type Artifact struct {
 	ReaderRows    map[uint64]int32
 	ReaderFactors []float32
 	ReaderHistory []uint64
-	Readers       int
-	Events        int
+	// ReaderCands and ReaderDots are, per training reader (blendCandidates each, -1 padded), the
+	// books blendALS rescores for their trained history and those books' iALS scores.
+	ReaderCands []int32
+	ReaderDots  []float32
+	Readers     int
+	Events      int
 
 	index   map[string]int32
 	pool    sync.Pool
@@ -83,6 +88,9 @@ type alsCache struct {
 	books   []string // the books of als.Y's rows
 	// from, when set, is a search's iALS that a refit on more data starts from (RefitIterations).
 	from *alsCache
+	// trial: the artifacts are a search's candidates, never served, so their readers' candidates
+	// are not cached (cacheCandidates costs seconds on a large catalogue).
+	trial bool
 }
 
 // RefitIterations are the iALS iterations of a refit that starts from the search's item factors:
@@ -131,6 +139,9 @@ func trainArtifact(inter []Interaction, p ModelParams, cache *alsCache) *Artifac
 	a.Popularity = TrainPopularity(m).Count
 	a.Readers, a.Events = len(readers), len(entries)
 	a.index = idx
+	if a.ALS != nil && !cache.trial {
+		a.cacheCandidates(inter)
+	}
 	return a
 }
 
@@ -166,8 +177,8 @@ func (a *Artifact) trainALS(m *Matrix, readers map[string]int32, inter []Interac
 	}
 	a.ReaderHistory = make([]uint64, len(readers))
 	for _, it := range inter {
-		if it.Weight > 0 {
-			a.ReaderHistory[readers[it.Reader]] ^= historyHash(it)
+		if row, ok := readers[it.Reader]; ok {
+			a.ReaderHistory[row] ^= historyHash(it)
 		}
 	}
 }
@@ -196,20 +207,26 @@ func fnv1a(h uint64, s string) uint64 {
 	return h
 }
 
-// readerFactors are the reader's iALS factors: the trained ones while their history is unchanged,
-// else folded in from it.
-func (a *Artifact) readerFactors(history []Interaction) []float32 {
-	var reader string
+// trainedRow finds the reader of history among the training readers, and reports whether their
+// history is the one trained on, so that their trained factors and cached candidates hold.
+func (a *Artifact) trainedRow(history []Interaction) (int, bool) {
+	if len(history) == 0 {
+		return 0, false
+	}
 	var sum uint64
 	for _, h := range history {
-		if h.Weight > 0 {
-			reader = h.Reader
-			sum ^= historyHash(h)
-		}
+		sum ^= historyHash(h)
 	}
-	if row, ok := a.ReaderRows[readerHash(reader)]; ok && a.ReaderHistory[row] == sum {
+	row, ok := a.ReaderRows[readerHash(history[0].Reader)]
+	return int(row), ok && a.ReaderHistory[row] == sum
+}
+
+// readerFactors are the reader's iALS factors: the trained ones when their history is the one
+// trained on, else folded in from it.
+func (a *Artifact) readerFactors(row int, trained bool, history []Interaction) []float32 {
+	if trained {
 		f := a.ALS.P.Factors
-		return a.ReaderFactors[int(row)*f : int(row+1)*f]
+		return a.ReaderFactors[row*f : (row+1)*f]
 	}
 	items, vals := make([]int32, 0, len(history)), make([]float32, 0, len(history))
 	for _, h := range history {
@@ -269,27 +286,7 @@ func (a *Artifact) Recommend(history []Interaction, exclude func(string) bool, n
 	s.top = newTopK(n)
 	var top float32 // the highest neighbour score
 	if a.Neighbors != nil {
-		for _, h := range history {
-			i, ok := a.index[h.Book]
-			if !ok {
-				continue
-			}
-			nb, sim := a.Neighbors.Similar(int(i))
-			for k, j := range nb {
-				c := h.Weight * sim[k]
-				if s.acc[j] == 0 && s.best[j] == 0 {
-					s.touched = append(s.touched, j)
-					s.best[j] = -1
-				}
-				s.acc[j] += c
-				if c > s.best[j] {
-					s.best[j], s.because[j] = c, i
-				}
-			}
-		}
-		for _, j := range s.touched {
-			top = max(top, s.acc[j])
-		}
+		top = a.accumulate(s, history)
 		if a.ALS != nil && top > 0 {
 			a.blendALS(s, history, exclude, top)
 			top = 1
@@ -324,10 +321,7 @@ func (a *Artifact) Recommend(history []Interaction, exclude func(string) bool, n
 		}
 		out = append(out, r)
 	}
-	for _, j := range s.touched {
-		s.acc[j], s.best[j] = 0, 0
-	}
-	s.touched = s.touched[:0]
+	s.reset()
 	return out
 }
 
@@ -338,20 +332,18 @@ const blendCandidates = 100
 
 // blendALS replaces the neighbour scores of the blendCandidates best reached books (those exclude
 // lets through) with the blend of it and the book's iALS score, each scaled to its maximum over
-// them, and drops the other reached books.
+// them, and drops the other reached books. For a reader whose history is the one trained on, the
+// candidates and their iALS scores were computed at training (cacheCandidates), and only looked up.
 func (a *Artifact) blendALS(s *scratch, history []Interaction, exclude func(string) bool, top float32) {
-	if s.cand == nil {
-		s.cand = newTopK(blendCandidates)
+	idx, acc := a.candidates(s, exclude)
+	row, trained := a.trainedRow(history)
+	var cands []int32 // none for a search's candidate, whose readers' candidates are not cached
+	var cached []float32
+	if trained && a.ReaderCands != nil {
+		cands = a.ReaderCands[row*blendCandidates : (row+1)*blendCandidates]
+		cached = a.ReaderDots[row*blendCandidates : (row+1)*blendCandidates]
 	}
-	cand := s.cand
-	cand.reset()
-	for _, j := range s.touched {
-		if s.acc[j] > 0 && cand.accepts(j, s.acc[j]) && !exclude(a.Books[j]) {
-			cand.push(j, s.acc[j])
-		}
-	}
-	idx, acc := cand.sorted()
-	x := a.readerFactors(history)
+	var x []float32
 	f := a.ALS.P.Factors
 	if cap(s.dots) < len(idx) {
 		s.dots = make([]float32, len(idx))
@@ -359,7 +351,14 @@ func (a *Artifact) blendALS(s *scratch, history []Interaction, exclude func(stri
 	dots := s.dots[:len(idx)]
 	var best float32
 	for k, j := range idx {
-		dots[k] = dot(a.ALS.Y[int(j)*f:int(j+1)*f], x)
+		if k < len(cands) && cands[k] == j {
+			dots[k] = cached[k]
+		} else {
+			if x == nil {
+				x = a.readerFactors(row, trained, history)
+			}
+			dots[k] = dot(a.ALS.Y[int(j)*f:int(j+1)*f], x)
+		}
 		best = max(best, dots[k])
 	}
 	for _, j := range s.touched {
@@ -374,6 +373,106 @@ func (a *Artifact) blendALS(s *scratch, history []Interaction, exclude func(stri
 		// Scores stay positive so that the list keeps every candidate, as without iALS.
 		s.acc[j] = max(v, 1e-9)
 	}
+}
+
+// cacheCandidates computes, for every training reader, the candidates blendALS would rescore and
+// their iALS scores, so that serving a reader whose history is unchanged costs no dot product.
+// inter is sorted by reader.
+func (a *Artifact) cacheCandidates(inter []Interaction) {
+	rows := len(a.ReaderHistory)
+	a.ReaderCands = make([]int32, rows*blendCandidates)
+	for i := range a.ReaderCands {
+		a.ReaderCands[i] = -1
+	}
+	a.ReaderDots = make([]float32, rows*blendCandidates)
+	var spans [][]Interaction // each reader's interactions
+	for i := 0; i < len(inter); {
+		j := i
+		for j < len(inter) && inter[j].Reader == inter[i].Reader {
+			j++
+		}
+		spans = append(spans, inter[i:j])
+		i = j
+	}
+	workers := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			s := &scratch{acc: make([]float32, len(a.Books)), best: make([]float32, len(a.Books)), because: make([]int32, len(a.Books))}
+			seen := map[string]bool{}
+			f := a.ALS.P.Factors
+			for i := w; i < len(spans); i += workers {
+				history := spans[i]
+				row, ok := a.trainedRow(history)
+				if !ok {
+					continue // a reader with no liked book has no factors
+				}
+				clear(seen)
+				for _, h := range history {
+					seen[h.Book] = true
+				}
+				if a.accumulate(s, history) > 0 {
+					idx, _ := a.candidates(s, func(b string) bool { return seen[b] })
+					x := a.ReaderFactors[row*f : (row+1)*f]
+					for k, j := range idx {
+						a.ReaderCands[row*blendCandidates+k] = j
+						a.ReaderDots[row*blendCandidates+k] = dot(a.ALS.Y[int(j)*f:int(j+1)*f], x)
+					}
+				}
+				s.reset()
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// accumulate adds each history book's neighbours, weighted, into s and returns the highest score.
+func (a *Artifact) accumulate(s *scratch, history []Interaction) (top float32) {
+	for _, h := range history {
+		i, ok := a.index[h.Book]
+		if !ok {
+			continue
+		}
+		nb, sim := a.Neighbors.Similar(int(i))
+		for k, j := range nb {
+			c := h.Weight * sim[k]
+			if s.acc[j] == 0 && s.best[j] == 0 {
+				s.touched = append(s.touched, j)
+				s.best[j] = -1
+			}
+			s.acc[j] += c
+			if c > s.best[j] {
+				s.best[j], s.because[j] = c, i
+			}
+		}
+	}
+	for _, j := range s.touched {
+		top = max(top, s.acc[j])
+	}
+	return top
+}
+
+// reset clears what accumulate wrote, for the scratch's next use.
+func (s *scratch) reset() {
+	for _, j := range s.touched {
+		s.acc[j], s.best[j] = 0, 0
+	}
+	s.touched = s.touched[:0]
+}
+
+// candidates are the blendCandidates reached books with the highest neighbour scores that exclude
+// lets through, best first, and their scores.
+func (a *Artifact) candidates(s *scratch, exclude func(string) bool) ([]int32, []float32) {
+	if s.cand == nil {
+		s.cand = newTopK(blendCandidates)
+	}
+	s.cand.reset()
+	for _, j := range s.touched {
+		if s.acc[j] > 0 && s.cand.accepts(j, s.acc[j]) && !exclude(a.Books[j]) {
+			s.cand.push(j, s.acc[j])
+		}
+	}
+	return s.cand.sorted()
 }
 
 // prior is the weight of a book's popularity (scaled to at most 1) in the score of a reader with

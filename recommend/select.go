@@ -63,7 +63,7 @@ func (s *Selection) Refit(all []Interaction) *Artifact {
 func Select(train []Interaction, byReader map[string][]Interaction, holdout []Interaction, opts SelectOptions) Selection {
 	start := time.Now()
 	train = inOrder(train) // once, not in every trial
-	cache := &alsCache{}
+	cache := &alsCache{trial: true}
 	sel := Selection{als: cache}
 	tried := map[ModelParams]bool{}
 	try := func(p ModelParams) (Metrics, bool) {
