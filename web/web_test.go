@@ -17,6 +17,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/dogear-dev/dogear/auth"
 	"github.com/dogear-dev/dogear/internal/servertest"
 	"github.com/dogear-dev/dogear/loadgen"
 	"github.com/dogear-dev/dogear/server"
@@ -280,8 +281,8 @@ func TestReaderPage(t *testing.T) {
 	})
 }
 
-// TestReaderPageStates: a reader with nothing recorded, and a page without the token auth needs,
-// say so in every panel.
+// TestReaderPageStates: a reader with nothing recorded, a page without the token auth needs, and a
+// token for someone else, say so; the reader's own token, given in the fragment, opens the page.
 func TestReaderPageStates(t *testing.T) {
 	_, url := servertest.Start(t, nil)
 	ctx := browser(t, 1400)
@@ -291,11 +292,33 @@ func TestReaderPageStates(t *testing.T) {
 	}
 	accessible(t, ctx)
 
-	_, authURL := servertest.Start(t, func(c *server.Config) { c.RequireAuth = true })
+	dir := t.TempDir()
+	_, authURL := servertest.Start(t, func(c *server.Config) { c.DataDir, c.RequireAuth = dir, true })
 	ctx = browser(t, 1400)
 	load(t, ctx, authURL+"/readers/ann")
 	if got := text(t, ctx, "#time-state"); !strings.Contains(got, "#token=") {
 		t.Fatalf("without a token: %q", got)
+	}
+	// With ann's token in the fragment the data opens (nothing recorded yet, rather than refused),
+	// and the token leaves the address bar; bob's token does not open ann's page.
+	tokens, err := auth.OpenTokens(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ann, _ := tokens.Issue(auth.RoleReader, "ann", time.Hour)
+	bob, _ := tokens.Issue(auth.RoleReader, "bob", time.Hour)
+	ctx = browser(t, 1400)
+	load(t, ctx, authURL+"/readers/ann#token="+ann)
+	if got := text(t, ctx, "#time-state"); !strings.Contains(got, "Nothing recorded for ann yet") {
+		t.Fatalf("with ann's token: %q", got)
+	}
+	if href, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href`)); err != nil || strings.Contains(href, "token") {
+		t.Fatalf("the token stayed in the address bar: %q %v", href, err)
+	}
+	ctx = browser(t, 1400)
+	load(t, ctx, authURL+"/readers/ann#token="+bob)
+	if got := text(t, ctx, "#time-state"); !strings.Contains(got, "does not open this") {
+		t.Fatalf("with bob's token on ann's page: %q", got)
 	}
 }
 
