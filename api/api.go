@@ -62,19 +62,11 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("GET /v1/readers/{id}/insights", a.timed("reader_insights", a.readerInsights))
 	mux.Handle("GET /v1/readers/{id}/books", a.timed("reader_books", func(r *http.Request) (any, error) {
 		books, err := insights.Books(a.store, r.PathValue("id"))
-		out := make([]TitledBook, len(books))
-		for i, b := range books {
-			out[i] = a.titled(b.Book, b)
-		}
-		return map[string]any{"reader": r.PathValue("id"), "books": out}, err
+		return map[string]any{"reader": r.PathValue("id"), "books": titledAll(a, books, func(b insights.BookActivity) string { return b.Book })}, err
 	}))
 	mux.Handle("GET /v1/readers/{id}/highlights", a.timed("reader_highlights", func(r *http.Request) (any, error) {
 		hs, err := insights.ReaderHighlights(a.store, r.PathValue("id"))
-		out := make([]TitledBook, len(hs))
-		for i, h := range hs {
-			out[i] = a.titled(h.Book, h)
-		}
-		return map[string]any{"reader": r.PathValue("id"), "highlights": out}, err
+		return map[string]any{"reader": r.PathValue("id"), "highlights": titledAll(a, hs, func(h insights.Highlight) string { return h.Book })}, err
 	}))
 	mux.Handle("GET /v1/books/{id}/stats", a.timed("book_stats", a.bookStats))
 	mux.Handle("GET /v1/trending", a.timed("trending", a.trending))
@@ -184,6 +176,15 @@ func (t TitledBook) MarshalJSON() ([]byte, error) {
 	return append(append(item[:len(item)-1:len(item)-1], ','), names[1:]...), nil
 }
 
+// titledAll titles each item by the book book names.
+func titledAll[T any](a *API, items []T, book func(T) string) []TitledBook {
+	out := make([]TitledBook, len(items))
+	for i, it := range items {
+		out[i] = a.titled(book(it), it)
+	}
+	return out
+}
+
 func (a *API) titled(book string, item any) TitledBook {
 	t := TitledBook{Item: item}
 	if a.catalog != nil {
@@ -207,11 +208,7 @@ func (a *API) trending(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]TitledBook, len(books))
-	for i, b := range books {
-		out[i] = a.titled(b.Book, b)
-	}
-	return map[string]any{"as_of": asOf.UTC(), "books": out}, nil
+	return map[string]any{"as_of": asOf.UTC(), "books": titledAll(a, books, func(b insights.TrendingBook) string { return b.Book })}, nil
 }
 
 // Stats is the answer to GET /v1/stats: platform insights plus how far processing is behind.

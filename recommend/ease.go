@@ -6,7 +6,7 @@ import (
 )
 
 // EASEMaxItems bounds the catalogues EASE is tried on: it inverts a dense books × books matrix,
-// n³ work (1,000 books: about a second here; Amazon-book's 24,915: hours).
+// n³ multiply-adds: 10⁹ at 1,000 books, 1.5·10¹³ for Amazon-book's 24,915.
 const EASEMaxItems = 1000
 
 // TrainEASE computes EASE's item-to-item weights (Steck 2019): with P = (XᵀX + λI)⁻¹,

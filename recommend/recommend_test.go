@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -289,5 +290,50 @@ func TestBlendFollowsNewEvents(t *testing.T) {
 	}
 	if got := taste(history); got[3] < 5 {
 		t.Fatalf("after ten taste-3 books the reader got %v", got)
+	}
+}
+
+// BenchmarkServe measures Artifact.Recommend on Amazon-book, as the API calls it for a reader
+// (docs/recommendations.md, "Serving"): RP3beta alone, the blend for a reader whose history is the
+// one trained on (candidates and iALS scores looked up), and the blend for a reader with a new
+// event (a fold-in and 100 dot products).
+//
+//	go test ./recommend -run '^$' -bench Serve -benchtime 20000x
+func BenchmarkServe(b *testing.B) {
+	ds, err := LoadKGAT(filepath.Join("..", "..", "shared", "data", "amazon-book"))
+	if err != nil {
+		b.Skip("Amazon-book not found next to the repository:", err)
+	}
+	inter := KGATInteractions(ds.Train)
+	byReader := ByReader(inter)
+	readers := make([]string, 0, len(byReader))
+	for r := range byReader {
+		readers = append(readers, r)
+	}
+	slices.Sort(readers)
+	rp3 := ModelParams{Kind: "rp3beta", K: 100, Alpha: 0.45, Beta: 0.2}
+	blend := rp3
+	blend.Factors, blend.ALSWeight = 128, 0.3
+	for _, c := range []struct {
+		name    string
+		params  ModelParams
+		newBook bool
+	}{{"rp3beta", rp3, false}, {"blend-trained-history", blend, false}, {"blend-new-event", blend, true}} {
+		a := TrainArtifact(inter, c.params)
+		b.Run(c.name, func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				history := byReader[readers[i%len(readers)]]
+				if c.newBook {
+					history = append(slices.Clip(history), Interaction{Reader: history[0].Reader, Book: "b0", Weight: 1})
+				}
+				seen := make(map[string]bool, len(history))
+				for _, h := range history {
+					seen[h.Book] = true
+				}
+				a.Recommend(history, func(book string) bool { return seen[book] }, 20)
+				i++
+			}
+		})
 	}
 }
