@@ -13,6 +13,9 @@ import (
 	"strings"
 
 	"github.com/dogear-dev/dogear/server"
+	// The container image has no CA bundle: Mozilla's roots, compiled in, verify S3 and Kafka
+	// over TLS there; a system with its own roots keeps using those.
+	_ "golang.org/x/crypto/x509roots/fallback"
 )
 
 // version is set at build time with -ldflags "-X main.version=..."; otherwise the module version.
@@ -35,6 +38,8 @@ func commands() []command {
 		{"eval", "train and evaluate every recommender on a KGAT-format dataset (Recall@20, NDCG@20)", evalCmd},
 		{"convert-ratings", "turn a ratings CSV (user_id,book_id,rating) into a KGAT-format dataset for eval", convertRatingsCmd},
 		{"bench", "benchmark: 'bench [ingest]' durable ingest, processing, queries; 'bench recommend' serving", benchCmd},
+		{"operator", "run the Kubernetes operator for ReadingPipeline resources", operatorCmd},
+		{"image", "build dogear's OCI image (static binary, non-root, SBOM) into an OCI layout, without Docker", imageCmd},
 		{"version", "print the version", func([]string) error { fmt.Println(versionString()); return nil }},
 	}
 }
