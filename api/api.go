@@ -12,12 +12,14 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dogear-dev/dogear/catalog"
 	"github.com/dogear-dev/dogear/insights"
 	"github.com/dogear-dev/dogear/internal/httpjson"
 	"github.com/dogear-dev/dogear/registry"
 	"github.com/dogear-dev/dogear/state"
+	"github.com/dogear-dev/dogear/tracing"
 	"github.com/dogear-dev/dogear/trainer"
 )
 
@@ -36,7 +38,9 @@ type Config struct {
 	Registry *registry.Registry
 	Trainer  *trainer.Trainer
 	Catalog  *catalog.Catalog
-	Logger   *slog.Logger
+	// Tracer, when set, traces recommendation requests (dogear.recommend).
+	Tracer trace.Tracer
+	Logger *slog.Logger
 }
 
 // API answers queries from state, and recommendations from the serving model.
@@ -46,14 +50,19 @@ type API struct {
 	registry *registry.Registry
 	trainer  *trainer.Trainer
 	catalog  *catalog.Catalog
+	tracer   trace.Tracer
 	logger   *slog.Logger
 	now      func() time.Time
 }
 
 // New returns the API over cfg.
 func New(cfg Config) *API {
+	tracer := cfg.Tracer
+	if tracer == nil {
+		tracer = tracing.Tracer(nil)
+	}
 	return &API{store: cfg.State, lag: cfg.Lag, registry: cfg.Registry, trainer: cfg.Trainer, catalog: cfg.Catalog,
-		logger: cfg.Logger, now: time.Now}
+		tracer: tracer, logger: cfg.Logger, now: time.Now}
 }
 
 // Register adds the query, recommendation and model routes to mux.

@@ -12,6 +12,9 @@ import (
 	"github.com/dogear-dev/dogear/recommend"
 	"github.com/dogear-dev/dogear/registry"
 	"github.com/dogear-dev/dogear/trainer"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Item is one recommended book as readers see it.
@@ -39,7 +42,15 @@ func (a *API) registerRecommendations(mux *http.ServeMux) {
 		if err != nil {
 			return nil, err
 		}
-		return a.Recommend(req.PathValue("id"), n)
+		_, span := a.tracer.Start(req.Context(), "dogear.recommend", trace.WithAttributes(attribute.Int("dogear.n", n)))
+		defer span.End()
+		recs, err := a.Recommend(req.PathValue("id"), n)
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+			return nil, err
+		}
+		span.SetAttributes(attribute.Int("dogear.model.version", recs.ModelVersion), attribute.Int("dogear.items", len(recs.Items)))
+		return recs, nil
 	}))
 	mux.Handle("GET /v1/books/{id}/similar", a.timed("similar", func(req *http.Request) (any, error) {
 		n, err := intParam(req, "n", 20, 1, 100)

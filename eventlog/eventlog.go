@@ -28,11 +28,14 @@ func (e Entry) Partition(partitions int) int {
 	return PartitionFor(e.Key, partitions)
 }
 
-// Record is one stored event as read back.
+// Record is one stored event as read back. Trace is the W3C trace context (traceparent,
+// tracestate) the event was appended under, when that append was traced and the log carries it
+// (Kafka, in record headers); processors continue that trace.
 type Record struct {
 	Partition int
 	Offset    int64
 	Value     []byte
+	Trace     map[string]string
 }
 
 // Log is the seam between ingest and processors. Implementations: Pebble (embedded) and Kafka.

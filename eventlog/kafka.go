@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dogear-dev/dogear/tracing"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -110,10 +111,16 @@ func (k *Kafka) Partitions() int { return k.cfg.Partitions }
 // processors deduplicate by id in state.
 func (k *Kafka) Append(ctx context.Context, entries []Entry) ([]bool, error) {
 	recs := make([]*kgo.Record, len(entries))
+	// A traced append (one ingest request) puts its trace context on each of its records, so the
+	// processor that folds them continues the request's trace in another process.
+	trace := tracing.Headers(ctx)
 	for i, e := range entries {
 		recs[i] = &kgo.Record{Key: []byte(e.Key), Value: e.Value, Partition: int32(e.Partition(k.cfg.Partitions))}
 		if e.ID != "" { // sealed entries (package shred) carry none
 			recs[i].Headers = []kgo.RecordHeader{{Key: "id", Value: []byte(e.ID)}}
+		}
+		for h, v := range trace {
+			recs[i].Headers = append(recs[i].Headers, kgo.RecordHeader{Key: h, Value: []byte(v)})
 		}
 	}
 	start := time.Now()
@@ -155,7 +162,7 @@ func (k *Kafka) Read(ctx context.Context, p int, from int64, max int) ([]Record,
 		if r.Offset < from {
 			continue
 		}
-		out = append(out, Record{Partition: p, Offset: r.Offset, Value: r.Value})
+		out = append(out, Record{Partition: p, Offset: r.Offset, Value: r.Value, Trace: traceOf(r)})
 		pr.next = r.Offset + 1
 	}
 	return out, nil
@@ -327,4 +334,18 @@ func (k *Kafka) Close() error {
 		k.prod.Close()
 	})
 	return nil
+}
+
+// traceOf is the trace context in a record's headers; nil for an untraced record.
+func traceOf(r *kgo.Record) map[string]string {
+	var m map[string]string
+	for _, h := range r.Headers {
+		if h.Key == "traceparent" || h.Key == "tracestate" {
+			if m == nil {
+				m = map[string]string{}
+			}
+			m[h.Key] = string(h.Value)
+		}
+	}
+	return m
 }

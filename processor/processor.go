@@ -13,12 +13,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dogear-dev/dogear/event"
 	"github.com/dogear-dev/dogear/eventlog"
 	"github.com/dogear-dev/dogear/insights"
 	"github.com/dogear-dev/dogear/shred"
 	"github.com/dogear-dev/dogear/state"
+	"github.com/dogear-dev/dogear/tracing"
 )
 
 // BatchSize is how many records one state commit covers. Larger batches amortise the commit;
@@ -45,7 +48,9 @@ type Config struct {
 	// Canonical, when set, names the book an event's book id (an ISBN, an ASIN) stands for, so
 	// that every name of one book folds into one (catalog.Catalog.Canonical).
 	Canonical func(book string) string
-	Logger    *slog.Logger
+	// Tracer, when set, ends a span for each folded record that arrived with a trace context.
+	Tracer trace.Tracer
+	Logger *slog.Logger
 }
 
 // Processor folds the partitions its log assigns it into state. Partitions are folded
@@ -178,6 +183,7 @@ func (p *Processor) batch(ctx context.Context, tx *overlay, part, source int, of
 		return off, err
 	}
 	tx.w.Reset()
+	started := time.Now()
 	f, err := p.fold(ctx, tx, part, p.sources[source], recs)
 	if err != nil {
 		pt.mu.Unlock()
@@ -202,7 +208,27 @@ func (p *Processor) batch(ctx context.Context, tx *overlay, part, source int, of
 	if err != nil {
 		return off, err
 	}
+	p.traceFolds(ctx, part, recs[:f.n], started)
 	return next, p.shredAfterCommit(ctx, f)
+}
+
+// traceFolds ends, for each traced record of a committed batch, a span that continues the trace
+// the record was appended under: the request that posted an event, seen through to its fold.
+func (p *Processor) traceFolds(ctx context.Context, part int, recs []eventlog.Record, started time.Time) {
+	if p.cfg.Tracer == nil {
+		return
+	}
+	now := time.Now()
+	for _, r := range recs {
+		if r.Trace == nil {
+			continue
+		}
+		_, span := p.cfg.Tracer.Start(tracing.Context(ctx, r.Trace), "dogear.fold", trace.WithTimestamp(started),
+			trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.Int("messaging.destination.partition.id", part), attribute.Int64("messaging.kafka.offset", r.Offset),
+				attribute.Int("dogear.batch.records", len(recs))))
+		span.End(trace.WithTimestamp(now))
+	}
 }
 
 // wait returns once any source may have a record of the partition past offs.

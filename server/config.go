@@ -10,6 +10,7 @@ import (
 	"github.com/dogear-dev/dogear/ingest"
 	"github.com/dogear-dev/dogear/kosync"
 	"github.com/dogear-dev/dogear/trainer"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Roles a process can run. `dogear serve` runs them all over embedded storage; a distributed
@@ -90,6 +91,11 @@ type Config struct {
 	ErasureBurst int
 	ErasureEvery time.Duration
 	ErasureWait  time.Duration
+
+	// Tracer, when set, traces HTTP requests (continuing a caller's W3C trace context), Kafka
+	// appends (the context travels in record headers), folds, training rounds and
+	// recommendations. Nil: tracing off (tracing.Start).
+	Tracer trace.TracerProvider
 }
 
 // DefaultConfig is what `dogear serve` does with no flags: every role, embedded storage.

@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dogear-dev/dogear/api"
 	"github.com/dogear-dev/dogear/eventlog"
@@ -17,6 +19,7 @@ import (
 	"github.com/dogear-dev/dogear/internal/httpjson"
 	"github.com/dogear-dev/dogear/internal/pebbledb"
 	"github.com/dogear-dev/dogear/processor"
+	"github.com/dogear-dev/dogear/tracing"
 )
 
 // check is one condition a process must meet to take traffic: fn returns "" when it is met, else
@@ -59,8 +62,13 @@ func (s *Server) serveHTTP(mux *http.ServeMux) {
 		httpjson.Write(w, code, body)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
+	handler := s.guard.Wrap(mux)
+	if s.cfg.Tracer != nil {
+		// Only when tracing is on: off, requests pay nothing for it.
+		handler = otelhttp.NewHandler(handler, "dogear", otelhttp.WithTracerProvider(s.cfg.Tracer), otelhttp.WithPropagators(tracing.Propagator))
+	}
 	s.http = &http.Server{
-		Handler: s.guard.Wrap(mux),
+		Handler: handler,
 		// Slow or stalled clients cannot hold connections forever.
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute,
@@ -107,4 +115,12 @@ func diskCheck(dir string, min int64) check {
 		}
 		return ""
 	}}
+}
+
+// tracer is dogear's tracer when tracing is on, else nil (no spans).
+func (s *Server) tracer() trace.Tracer {
+	if s.cfg.Tracer == nil {
+		return nil
+	}
+	return tracing.Tracer(s.cfg.Tracer)
 }

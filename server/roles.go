@@ -28,7 +28,7 @@ import (
 func (s *Server) processRole(mux *http.ServeMux) error {
 	b := s.backends
 	s.proc = processor.New(b.log, b.state, processor.Config{Group: s.cfg.Group, Mirrors: b.mirrors, Shred: b.shredder,
-		Canonical: s.catalog.Canonical, Logger: s.cfg.Logger})
+		Canonical: s.catalog.Canonical, Tracer: s.tracer(), Logger: s.cfg.Logger})
 	s.metrics.MustRegister(s.proc)
 	var failed atomic.Pointer[error]
 	s.background(func() {
@@ -92,7 +92,7 @@ func (s *Server) apiRole(mux *http.ServeMux) error {
 	if err := s.models(); err != nil {
 		return err
 	}
-	cfg := api.Config{State: s.backends.state, Registry: s.registry, Trainer: s.trainer, Catalog: s.catalog, Logger: s.cfg.Logger}
+	cfg := api.Config{State: s.backends.state, Registry: s.registry, Trainer: s.trainer, Catalog: s.catalog, Tracer: s.tracer(), Logger: s.cfg.Logger}
 	if s.proc != nil {
 		cfg.Lag = s.proc.TotalLag
 	}
@@ -153,7 +153,9 @@ func (s *Server) models() error {
 	if s.registry, err = registry.Open(s.ctx, store); err != nil {
 		return err
 	}
-	s.trainer = trainer.New(s.backends.state, s.registry, s.cfg.Recommender, s.cfg.Logger)
+	tcfg := s.cfg.Recommender
+	tcfg.Tracer = s.tracer()
+	s.trainer = trainer.New(s.backends.state, s.registry, tcfg, s.cfg.Logger)
 	return nil
 }
 

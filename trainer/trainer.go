@@ -15,6 +15,10 @@ import (
 	"github.com/dogear-dev/dogear/recommend"
 	"github.com/dogear-dev/dogear/registry"
 	"github.com/dogear-dev/dogear/state"
+	"github.com/dogear-dev/dogear/tracing"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config is how a trainer chooses its model.
@@ -25,6 +29,8 @@ type Config struct {
 	// SearchBudget is the wall time each round may spend choosing a model for this catalogue
 	// (recommend.Select); 0 trains Params without a search.
 	SearchBudget time.Duration
+	// Tracer, when set, traces each round (dogear.train).
+	Tracer trace.Tracer
 }
 
 // DefaultConfig searches for up to 45 s from recommend.DefaultParams: with the refit, a round
@@ -36,6 +42,7 @@ type Trainer struct {
 	store  state.Reader
 	reg    *registry.Registry
 	cfg    Config
+	tracer trace.Tracer
 	logger *slog.Logger
 	now    func() time.Time
 	mu     sync.Mutex // one training at a time
@@ -43,7 +50,11 @@ type Trainer struct {
 
 // New returns a trainer reading store and writing to reg.
 func New(store state.Reader, reg *registry.Registry, cfg Config, logger *slog.Logger) *Trainer {
-	return &Trainer{store: store, reg: reg, cfg: cfg, logger: logger, now: time.Now}
+	tracer := cfg.Tracer
+	if tracer == nil {
+		tracer = tracing.Tracer(nil)
+	}
+	return &Trainer{store: store, reg: reg, cfg: cfg, tracer: tracer, logger: logger, now: time.Now}
 }
 
 // ErrNoData means there is nothing to learn from yet.
@@ -87,12 +98,22 @@ func (t *Trainer) TrainAfterErasure(ctx context.Context) (registry.Version, erro
 	return t.train(ctx, true)
 }
 
-func (t *Trainer) train(ctx context.Context, force bool) (registry.Version, error) {
+func (t *Trainer) train(ctx context.Context, force bool) (v registry.Version, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	ctx, span := t.tracer.Start(ctx, "dogear.train")
+	defer func() {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		} else {
+			span.SetAttributes(attribute.Int("dogear.model.version", v.Version), attribute.String("dogear.model.kind", v.Params.Kind),
+				attribute.Bool("dogear.model.promoted", v.Metrics.Promoted), attribute.Float64("dogear.model.recall_at_20", v.Metrics.Candidate.Recall))
+		}
+		span.End()
+	}()
 	asOf := t.now()
 	byReader := map[string][]recommend.Interaction{}
-	err := insights.AllReaderBooks(t.store, func(rb *insights.ReaderBook) error {
+	err = insights.AllReaderBooks(t.store, func(rb *insights.ReaderBook) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -152,16 +173,16 @@ func (t *Trainer) train(ctx context.Context, force bool) (registry.Version, erro
 	if force && !m.Promoted {
 		m.Promoted, m.Reason = true, "promoted after a reader's erasure regardless of the gate: "+m.Reason
 	}
-	v, err := t.reg.Save(cand, m)
+	saved, err := t.reg.Save(cand, m)
 	if err != nil {
 		return registry.Version{}, err
 	}
 	if m.Promoted {
-		if err := t.reg.Promote(v); err != nil {
+		if err := t.reg.Promote(saved); err != nil {
 			return registry.Version{}, err
 		}
 	}
-	return registry.Version{Version: v, Created: cand.Created, Params: cand.Params, Books: len(cand.Books), Readers: cand.Readers, Metrics: m, Serving: m.Promoted}, nil
+	return registry.Version{Version: saved, Created: cand.Created, Params: cand.Params, Books: len(cand.Books), Readers: cand.Readers, Metrics: m, Serving: m.Promoted}, nil
 }
 
 // Interaction turns a reader–book record into the recommender's signal.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dogear-dev/dogear/server"
+	"github.com/dogear-dev/dogear/tracing"
 )
 
 func serve(args []string) error {
@@ -42,6 +43,7 @@ func serve(args []string) error {
 	fs.BoolVar(&cfg.KosyncAtRoot, "kosync-root", false, "also serve the kosync protocol at the root paths (/users/..., /syncs/...), for devices pointed at the bare host")
 	minFreeMB := fs.Int64("min-free-mb", cfg.MinFreeBytes>>20, "below this much free disk, ingest answers 503 and processing pauses (a full disk is fatal to the store)")
 	fs.Int64Var(&cfg.ReadyMaxLag, "ready-max-lag", cfg.ReadyMaxLag, "/readyz answers 503 while processors are more than this many events behind the log (0: no bound)")
+	traceMode := fs.String("tracing", "off", "off, or otlp: send OpenTelemetry traces to OTEL_EXPORTER_OTLP_ENDPOINT (sampling by OTEL_TRACES_SAMPLER)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -57,6 +59,14 @@ func serve(args []string) error {
 		return err
 	}
 	cfg.Logger = log
+	tp, err := tracing.Start(context.Background(), *traceMode, "dogear")
+	if err != nil {
+		return err
+	}
+	if tp != nil {
+		cfg.Tracer = tp
+		defer tp.Shutdown(context.Background()) // flushes the last spans
+	}
 	srv, err := server.Start(cfg)
 	if err != nil {
 		return err
