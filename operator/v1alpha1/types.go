@@ -8,20 +8,20 @@ package v1alpha1
 import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/scheme"
 )
 
 // GroupVersion is the API group and version of ReadingPipeline.
 var GroupVersion = schema.GroupVersion{Group: "dogear.dev", Version: "v1alpha1"}
 
-var (
-	schemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
-	// AddToScheme adds ReadingPipeline to a scheme.
-	AddToScheme = schemeBuilder.AddToScheme
-)
-
-func init() { schemeBuilder.Register(&ReadingPipeline{}, &ReadingPipelineList{}) }
+// AddToScheme adds ReadingPipeline to a scheme. The package depends on apimachinery alone, so
+// that clients can import the types without controller-runtime.
+func AddToScheme(s *runtime.Scheme) error {
+	s.AddKnownTypes(GroupVersion, &ReadingPipeline{}, &ReadingPipelineList{})
+	metav1.AddToGroupVersion(s, GroupVersion)
+	return nil
+}
 
 // ReadingPipeline is one dogear deployment: its event log, state, archive, model store and the
 // replicas of each role.
