@@ -39,6 +39,7 @@ func commands() []command {
 		{"convert-ratings", "turn a ratings CSV (user_id,book_id,rating) into a KGAT-format dataset for eval", convertRatingsCmd},
 		{"bench", "benchmark: 'bench [ingest]' durable ingest, processing, queries; 'bench recommend' serving", benchCmd},
 		{"operator", "run the Kubernetes operator for ReadingPipeline resources", operatorCmd},
+		{"orchestrate", "scale ahead of the reading rhythm: 'orchestrate replay --trace FILE --policy hpa|keda|predictive'", orchestrateCmd},
 		{"image", "build dogear's OCI image (static binary, non-root, SBOM) into an OCI layout, without Docker", imageCmd},
 		{"version", "print the version", func([]string) error { fmt.Println(versionString()); return nil }},
 	}

@@ -1,0 +1,191 @@
+// Package orchestrator scales dogear's roles ahead of their daily and weekly rhythm and rolls
+// back changes that degrade: scaling policies, a trace replay to compare them, and canary analysis.
+package orchestrator
+
+import (
+	"math"
+	"time"
+
+	"github.com/dogear-dev/dogear/forecast"
+)
+
+// Observation is what a policy sees at one decision.
+type Observation struct {
+	Time time.Time
+	// Demand is the load of the last interval (events/s, CPU: the metric the role scales on).
+	Demand float64
+	// Ready replicas serve; Current counts those still starting too (what the scale says).
+	Ready, Current int
+	// Lag is the work waiting (Kafka consumer lag), in the same units as Demand × interval.
+	Lag float64
+}
+
+// Policy turns observations into a desired replica count. It keeps its own history, so it sees
+// every observation in order, once.
+type Policy interface {
+	Name() string
+	Desired(o Observation) int
+}
+
+// Capacity is what one replica does and how long one takes to start: the model every policy
+// is given and the replay simulates.
+type Capacity struct {
+	// PerReplica is the demand one ready replica serves.
+	PerReplica float64
+	// Startup is the time from a replica's creation to its readiness.
+	Startup time.Duration
+	// Interval is the time between observations (the trace's sampling step).
+	Interval time.Duration
+	// Min and Max bound the replicas (the role's minReplicas and maxReplicas).
+	Min, Max int
+	// Target is the utilisation (demand over ready capacity) the policies aim at: headroom for
+	// growth while new replicas start.
+	Target float64
+}
+
+// HPA is Kubernetes' Horizontal Pod Autoscaler on a utilisation metric, as its documentation
+// gives the algorithm: desired = ceil(current × metric / target), no change within a 10%
+// tolerance, not-yet-ready pods counted at zero usage when that would reverse a scale-up, and
+// scale-down to the highest recommendation of the last five minutes.
+type HPA struct {
+	Cap       Capacity
+	Tolerance float64       // 0.1
+	Window    time.Duration // scale-down stabilisation, 5 minutes
+	stab      stabiliser
+}
+
+// NewHPA is the HPA with Kubernetes' defaults.
+func NewHPA(c Capacity) *HPA {
+	return &HPA{Cap: c, Tolerance: 0.1, Window: 5 * time.Minute}
+}
+
+func (h *HPA) Name() string { return "hpa" }
+
+func (h *HPA) Desired(o Observation) int {
+	return h.stab.scaleDown(o.Time, h.Window, hpaRecommendation(h.Cap, h.Tolerance, o, o.Demand), o.Current)
+}
+
+// hpaRecommendation is the HPA's raw recommendation for a demand (before stabilisation).
+func hpaRecommendation(c Capacity, tolerance float64, o Observation, demand float64) int {
+	if o.Current == 0 {
+		return int(math.Ceil(demand / (c.PerReplica * c.Target)))
+	}
+	ready := max(o.Ready, 1)
+	ratio := demand / (float64(ready) * c.PerReplica) / c.Target
+	if math.Abs(ratio-1) <= tolerance {
+		return o.Current
+	}
+	if ratio > 1 && o.Current > o.Ready {
+		// Pods still starting count at zero usage: recompute over all of them, and hold if that
+		// no longer calls for more.
+		all := demand / (float64(o.Current) * c.PerReplica) / c.Target
+		if all <= 1+tolerance {
+			return o.Current
+		}
+		ratio = all
+		ready = o.Current
+	}
+	return int(math.Ceil(float64(ready) * ratio))
+}
+
+// KEDA is KEDA's Kafka scaler: the HPA on consumer lag as an average value, desired =
+// ceil(lag / LagThreshold), with the HPA's tolerance and stabilisation; no lag scales to Min.
+type KEDA struct {
+	Cap          Capacity
+	LagThreshold float64
+	Window       time.Duration
+	stab         stabiliser
+}
+
+// NewKEDA is KEDA's Kafka scaler with a lag threshold of what one replica serves in one interval.
+func NewKEDA(c Capacity) *KEDA {
+	return &KEDA{Cap: c, LagThreshold: c.PerReplica * c.Interval.Seconds(), Window: 5 * time.Minute}
+}
+
+func (k *KEDA) Name() string { return "keda" }
+
+func (k *KEDA) Desired(o Observation) int {
+	want := int(math.Ceil(o.Lag / k.LagThreshold))
+	if o.Current > 0 {
+		if r := float64(want) / float64(o.Current); math.Abs(r-1) <= 0.1 {
+			want = o.Current
+		}
+	}
+	return k.stab.scaleDown(o.Time, k.Window, want, o.Current)
+}
+
+// Predictive scales to the larger of the reactive need now (the HPA's recommendation, same
+// target and tolerance) and the proactive need: enough replicas, at full utilisation, for the
+// Quantile upper forecast of demand over every step until a replica asked for now is ready. The
+// forecast's interval is the proactive margin, so it is not taken again as utilisation headroom.
+// Scale-down waits as the HPA's does. Until the forecaster has a day of history it is the HPA.
+type Predictive struct {
+	Cap      Capacity
+	Quantile float64
+	hpa      *HPA
+	model    *forecast.Forecaster
+	steps    int // startup in observation steps, at least 1
+	stab     stabiliser
+	// Last is the most recent decision and what it was made from, for the record.
+	Last Decision
+}
+
+// Decision is one predictive decision with its inputs.
+type Decision struct {
+	Reactive, Proactive, Desired int
+	// Forecast and Upper are the highest mean and upper forecasts over the startup window.
+	Forecast, Upper float64
+}
+
+// NewPredictive makes the predictive policy; its forecaster learns from every observation, with
+// the day, week, bins and shift detection of forecast.Default scaled to the interval.
+func NewPredictive(c Capacity, quantile float64) *Predictive {
+	steps := max(1, int(math.Ceil(float64(c.Startup)/float64(c.Interval))))
+	cfg := forecast.Default(steps, steps+1)
+	perDay := int((24 * time.Hour) / c.Interval)
+	cfg.Day, cfg.Week, cfg.Window = perDay, 7*perDay, 2*perDay
+	cfg.Bin = max(1, int((10*time.Minute)/c.Interval))
+	cfg.ShiftAfter = max(2, int((30*time.Minute)/c.Interval))
+	return &Predictive{Cap: c, Quantile: quantile, hpa: NewHPA(c), model: forecast.New(cfg), steps: steps}
+}
+
+func (p *Predictive) Name() string { return "predictive" }
+
+func (p *Predictive) Desired(o Observation) int {
+	p.model.Observe(o.Demand)
+	d := Decision{Reactive: hpaRecommendation(p.Cap, p.hpa.Tolerance, o, o.Demand)}
+	if p.model.Ready() {
+		// Replicas asked for now serve from now + startup; until then only those there are can.
+		// One step more: the next decision cannot add for that step in time.
+		for h := 1; h <= p.steps+1; h++ {
+			d.Forecast = max(d.Forecast, p.model.Forecast(h))
+			d.Upper = max(d.Upper, p.model.Upper(h, p.Quantile))
+		}
+		d.Proactive = int(math.Ceil(d.Upper / p.Cap.PerReplica))
+	}
+	d.Desired = p.stab.scaleDown(o.Time, p.hpa.Window, max(d.Reactive, d.Proactive), o.Current)
+	p.Last = d
+	return d.Desired
+}
+
+// stabiliser holds scale-down: the result is the highest recommendation within the window
+// (Kubernetes' scale-down stabilisation); scale-up is immediate.
+type stabiliser struct {
+	at   []time.Time
+	recs []int
+}
+
+func (s *stabiliser) scaleDown(now time.Time, window time.Duration, rec, current int) int {
+	s.at, s.recs = append(s.at, now), append(s.recs, rec)
+	for len(s.at) > 0 && now.Sub(s.at[0]) > window {
+		s.at, s.recs = s.at[1:], s.recs[1:]
+	}
+	if rec >= current {
+		return rec
+	}
+	highest := rec
+	for _, r := range s.recs {
+		highest = max(highest, r)
+	}
+	return min(highest, current)
+}
