@@ -1,19 +1,27 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
+	"github.com/dogear-dev/dogear/operator"
 	"github.com/dogear-dev/dogear/orchestrator"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
 )
 
 // orchestrateCmd runs the orchestrator's subcommands.
 func orchestrateCmd(args []string) error {
-	const use = "usage: dogear orchestrate replay --trace FILE --policy hpa|keda|predictive"
+	const use = "usage: dogear orchestrate replay --trace FILE --policy hpa|keda|predictive\n       dogear orchestrate run --pipeline NAMESPACE/NAME --role ROLE --metrics-url URL --capacity N"
 	if len(args) == 0 || isHelp(args[0]) {
 		fmt.Println(use)
 		return nil
@@ -21,6 +29,8 @@ func orchestrateCmd(args []string) error {
 	switch args[0] {
 	case "replay":
 		return replayCmd(args[1:])
+	case "run":
+		return orchestrateRunCmd(args[1:])
 	}
 	return errors.New(use)
 }
@@ -60,4 +70,56 @@ func replayCmd(args []string) error {
 	}
 	res := orchestrator.Replay(filepath.Base(*tracePath), trace, c, p)
 	return json.NewEncoder(os.Stdout).Encode(res)
+}
+
+// orchestrateRunCmd scales one role of a running pipeline ahead of its load.
+func orchestrateRunCmd(args []string) error {
+	fs := newFlags("orchestrate run", "Scale one role of a ReadingPipeline ahead of its load, reading the role's own metrics")
+	pipeline := fs.String("pipeline", "", "the ReadingPipeline, NAMESPACE/NAME")
+	role := fs.String("role", "ingest", "the role to scale")
+	metricsURL := fs.String("metrics-url", "", "the role's /metrics, e.g. http://books-ingest.reading:8080/metrics")
+	metric := fs.String("metric", "dogear_ingest_events_total", "the counter whose rate is the role's load")
+	policy := fs.String("policy", "predictive", "hpa or predictive")
+	perReplica := fs.Float64("capacity", 0, "load (the counter's rate per second) one replica serves; measure it with dogear bench")
+	startup := fs.Duration("startup", 5*time.Minute, "time from a replica's creation to its readiness")
+	target := fs.Float64("target", 0.7, "target utilisation")
+	interval := fs.Duration("interval", time.Minute, "time between decisions")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	ns, name, ok := strings.Cut(*pipeline, "/")
+	if !ok || ns == "" || name == "" {
+		return fmt.Errorf("--pipeline %q: want NAMESPACE/NAME", *pipeline)
+	}
+	if *metricsURL == "" || *perReplica <= 0 {
+		return errors.New("--metrics-url and --capacity (> 0) are required")
+	}
+	log, err := logger(*level)
+	if err != nil {
+		return err
+	}
+	// No bounds here: the operator keeps the role within its minReplicas and maxReplicas.
+	c := orchestrator.Capacity{PerReplica: *perReplica, Startup: *startup, Interval: *interval, Target: *target}
+	if *policy == "keda" {
+		return errors.New("--policy keda needs Kafka lag, which the live orchestrator does not read: use hpa or predictive")
+	}
+	p, err := orchestrator.NewPolicy(*policy, c)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.GetConfig()
+	if err != nil {
+		return fmt.Errorf("no Kubernetes API server to talk to: %w", err)
+	}
+	cl, err := client.New(cfg, client.Options{Scheme: operator.Scheme()})
+	if err != nil {
+		return err
+	}
+	load := &orchestrator.CounterRate{URL: *metricsURL, Metric: *metric}
+	ctl := &orchestrator.Controller{Client: cl, Pipeline: types.NamespacedName{Namespace: ns, Name: name}, Role: *role,
+		Policy: p, Load: load.Load, Logger: log}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return ctl.Run(ctx, *interval)
 }
