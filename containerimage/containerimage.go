@@ -53,11 +53,11 @@ type Options struct {
 // Build writes the image and its SBOM into the OCI layout dir (created or replaced) and returns
 // the image's digest.
 func Build(dir string, o Options) (v1.Hash, error) {
-	bin, err := os.ReadFile(o.Binary)
-	if err != nil {
+	if err := checkStatic(o.Binary); err != nil {
 		return v1.Hash{}, err
 	}
-	if err := checkStatic(o.Binary); err != nil {
+	bin, err := os.ReadFile(o.Binary)
+	if err != nil {
 		return v1.Hash{}, err
 	}
 	info, err := buildinfo.ReadFile(o.Binary)

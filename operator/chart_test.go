@@ -2,7 +2,6 @@ package operator_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"path/filepath"
@@ -17,7 +16,6 @@ import (
 	"helm.sh/helm/v3/pkg/lint/support"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	"github.com/dogear-dev/dogear/operator/v1alpha1"
@@ -112,24 +110,13 @@ func TestChartRendersWhatTheAPIServerAccepts(t *testing.T) {
 				values = fullValues(t, ns)
 			}
 			objs := renderChart(t, ns, values)
-			kinds := map[string]int{}
-			for _, o := range objs {
-				kinds[o.GetKind()]++
-				if err := k8s.Create(context.Background(), o, client.DryRunAll, client.FieldValidation("Strict")); err != nil {
-					t.Errorf("%s %s: %v", o.GetKind(), o.GetName(), err)
-				}
-			}
-			t.Logf("%v", kinds)
+			kinds := dryRun(t, objs)
 			want := map[string]int{"Deployment": 1, "ServiceAccount": 1, "Service": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1}
 			if name == "full" {
 				// Watching one namespace: a Role there instead of a ClusterRole, and a pipeline.
 				want = map[string]int{"Deployment": 1, "ServiceAccount": 1, "Service": 1, "Role": 2, "RoleBinding": 2, "ReadingPipeline": 1}
 			}
-			for k, n := range want {
-				if kinds[k] != n {
-					t.Errorf("%d %s, want %d", kinds[k], k, n)
-				}
-			}
+			wantKinds(t, kinds, want)
 			for _, o := range objs {
 				if o.GetKind() != "Deployment" {
 					continue

@@ -16,6 +16,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -154,5 +155,30 @@ func eventually(t *testing.T, timeout time.Duration, what string, check func() e
 			t.Fatalf("%s: still not so after %s: %v", what, timeout, err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// dryRun sends each object to the API server as a strict server-side dry run (its validation,
+// unknown fields refused), reports each refusal, and counts the objects by kind.
+func dryRun(t *testing.T, objs []*unstructured.Unstructured) map[string]int {
+	t.Helper()
+	kinds := map[string]int{}
+	for _, o := range objs {
+		kinds[o.GetKind()]++
+		if err := k8s.Create(context.Background(), o, client.DryRunAll, client.FieldValidation("Strict")); err != nil {
+			t.Errorf("%s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+	}
+	t.Logf("%v", kinds)
+	return kinds
+}
+
+// wantKinds checks counts of objects by kind.
+func wantKinds(t *testing.T, kinds, want map[string]int) {
+	t.Helper()
+	for k, n := range want {
+		if kinds[k] != n {
+			t.Errorf("%d %s, want %d", kinds[k], k, n)
+		}
 	}
 }

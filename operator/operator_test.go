@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dogear-dev/dogear/operator"
@@ -64,12 +65,35 @@ func envOf(c corev1.Container) map[string]string {
 // replica of the workload ready.
 func markReady(t *testing.T, ns, name string) {
 	t.Helper()
-	var d appsv1.Deployment
-	if err := get(t, ns, name, &d); err != nil {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var d appsv1.Deployment
+		if err := get(t, ns, name, &d); err != nil {
+			return err
+		}
+		d.Status.Replicas, d.Status.ReadyReplicas, d.Status.AvailableReplicas = *d.Spec.Replicas, *d.Spec.Replicas, *d.Spec.Replicas
+		return k8s.Status().Update(context.Background(), &d)
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	d.Status.Replicas, d.Status.ReadyReplicas, d.Status.AvailableReplicas = *d.Spec.Replicas, *d.Spec.Replicas, *d.Spec.Replicas
-	if err := k8s.Status().Update(context.Background(), &d); err != nil {
+}
+
+// edit changes the pipeline as a user would while the operator works on it: read, change,
+// write, again if the operator wrote in between.
+func edit(t *testing.T, ns, name string, change func(*v1alpha1.ReadingPipeline), status bool) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var p v1alpha1.ReadingPipeline
+		if err := get(t, ns, name, &p); err != nil {
+			return err
+		}
+		change(&p)
+		if status {
+			return k8s.Status().Update(context.Background(), &p)
+		}
+		return k8s.Update(context.Background(), &p)
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 }
@@ -210,15 +234,11 @@ func TestUpdateRollsImagesAndRemovesWhatIsNoLongerWanted(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "archive deployment", func() error { return get(t, ns, "books-archive", &appsv1.Deployment{}) })
 
-	if err := get(t, ns, "books", p); err != nil {
-		t.Fatal(err)
-	}
-	p.Spec.Image = "registry.example/dogear:v2"
-	p.Spec.Roles.Archive = bounds(0, 0)
-	p.Spec.Canary = &v1alpha1.CanarySpec{Image: "registry.example/dogear:v3-rc1", Weight: 10}
-	if err := k8s.Update(context.Background(), p); err != nil {
-		t.Fatal(err)
-	}
+	edit(t, ns, "books", func(p *v1alpha1.ReadingPipeline) {
+		p.Spec.Image = "registry.example/dogear:v2"
+		p.Spec.Roles.Archive = bounds(0, 0)
+		p.Spec.Canary = &v1alpha1.CanarySpec{Image: "registry.example/dogear:v3-rc1", Weight: 10}
+	}, false)
 	eventually(t, 10*time.Second, "new image on every role", func() error {
 		for _, role := range []string{"ingest", "process", "api", "train"} {
 			var d appsv1.Deployment
@@ -432,14 +452,10 @@ func TestStatusUpdatesStartNoReconcile(t *testing.T) {
 	before := settled()
 	const updates = 20
 	for i := range updates {
-		if err := get(t, ns, "books", &got); err != nil {
-			t.Fatal(err)
-		}
-		meta.SetStatusCondition(&got.Status.Conditions, metav1.Condition{Type: "Audited", Status: metav1.ConditionTrue,
-			Reason: "External", Message: fmt.Sprintf("audit %d", i)})
-		if err := k8s.Status().Update(context.Background(), &got); err != nil {
-			t.Fatal(err)
-		}
+		edit(t, ns, "books", func(p *v1alpha1.ReadingPipeline) {
+			meta.SetStatusCondition(&p.Status.Conditions, metav1.Condition{Type: "Audited", Status: metav1.ConditionTrue,
+				Reason: "External", Message: fmt.Sprintf("audit %d", i)})
+		}, true)
 	}
 	after := settled()
 	t.Logf("%d reconciles to settle a new pipeline; %d more after %d status updates", before, after-before, updates)
@@ -447,13 +463,7 @@ func TestStatusUpdatesStartNoReconcile(t *testing.T) {
 		t.Errorf("%d status updates started %d reconciles, want 0", updates, after-before)
 	}
 	// A spec change still does.
-	if err := get(t, ns, "books", &got); err != nil {
-		t.Fatal(err)
-	}
-	got.Spec.Image = "registry.example/dogear:v2"
-	if err := k8s.Update(context.Background(), &got); err != nil {
-		t.Fatal(err)
-	}
+	edit(t, ns, "books", func(p *v1alpha1.ReadingPipeline) { p.Spec.Image = "registry.example/dogear:v2" }, false)
 	if n := settled(); n == after {
 		t.Errorf("a spec change started no reconcile")
 	}
@@ -530,14 +540,7 @@ func TestRenderedObjectsPassTheAPIServer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			kinds := map[string]int{}
-			for _, o := range objs {
-				kinds[o.GetKind()]++
-				if err := k8s.Create(context.Background(), o, client.DryRunAll, client.FieldValidation("Strict")); err != nil {
-					t.Errorf("%s %s: %v", o.GetKind(), o.GetName(), err)
-				}
-			}
-			t.Logf("%v", kinds)
+			kinds := dryRun(t, objs)
 			if name == "full" {
 				// Istio's schema is in force: a wrong value in a mesh object is refused.
 				bad := objs[slices.IndexFunc(objs, func(o *unstructured.Unstructured) bool { return o.GetKind() == "PeerAuthentication" })].DeepCopy()
@@ -549,12 +552,7 @@ func TestRenderedObjectsPassTheAPIServer(t *testing.T) {
 			if name == "full" {
 				// Istio: one PeerAuthentication; an AuthorizationPolicy per role plus Kafka's
 				// and Cassandra's; a DestinationRule per role; a VirtualService per HTTP role.
-				want := map[string]int{"PeerAuthentication": 1, "AuthorizationPolicy": 4 + 2, "DestinationRule": 4, "VirtualService": 2, "Deployment": 4 + 2}
-				for k, n := range want {
-					if kinds[k] != n {
-						t.Errorf("%d %s, want %d", kinds[k], k, n)
-					}
-				}
+				wantKinds(t, kinds, map[string]int{"PeerAuthentication": 1, "AuthorizationPolicy": 4 + 2, "DestinationRule": 4, "VirtualService": 2, "Deployment": 4 + 2})
 			}
 		})
 	}

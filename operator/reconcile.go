@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -74,13 +75,27 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 
-	current, err := r.currentReplicas(ctx, &p)
+	workloads, err := r.workloads(ctx, &p)
 	if err != nil {
 		return ctrl.Result{}, err
+	}
+	current := map[string]*int32{}
+	for role, w := range workloads {
+		current[role] = w.replicas
 	}
 	desired, err := render(&p, current)
 	if err != nil {
 		return ctrl.Result{}, r.setStatus(ctx, &p, nil, err)
+	}
+	// The replicas kept were read from the cache, which may be behind a scale just made (by the
+	// orchestrator, an HPA): apply only over the workload version they were read from, so a
+	// stale count cannot overwrite a newer one. A conflict means look again.
+	for _, o := range desired {
+		for role, w := range workloads {
+			if o.GetName() == objectName(&p, role) && o.GetObjectKind().GroupVersionKind().Kind == w.kind {
+				o.SetResourceVersion(w.resourceVersion)
+			}
+		}
 	}
 	for _, name := range Roles {
 		rl := roleOf(&p, name)
@@ -89,7 +104,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 				"role %s was scaled to %d, outside [%d, %d]: set to %d", name, *c, rl.spec.MinReplicas, rl.spec.MaxReplicas, replicasFor(rl, c))
 		}
 	}
-	if err := r.apply(ctx, &p, desired); err != nil {
+	if err := r.apply(ctx, &p, desired); apierrors.IsConflict(err) {
+		return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
+	} else if err != nil {
 		return ctrl.Result{}, r.setStatus(ctx, &p, nil, err)
 	}
 	if err := r.prune(ctx, &p, desired); err != nil {
@@ -224,25 +241,25 @@ func (r *Reconciler) teardown(ctx context.Context, p *v1alpha1.ReadingPipeline) 
 	return r.Client.Update(ctx, p)
 }
 
-// currentReplicas reads what each role's workload runs now.
-func (r *Reconciler) currentReplicas(ctx context.Context, p *v1alpha1.ReadingPipeline) (map[string]*int32, error) {
-	out := map[string]*int32{}
+// workloads reads each role's Deployment or StatefulSet that exists.
+func (r *Reconciler) workloads(ctx context.Context, p *v1alpha1.ReadingPipeline) (map[string]*workloadState, error) {
+	out := map[string]*workloadState{}
 	for _, name := range Roles {
 		w, err := r.workload(ctx, p, roleOf(p, name))
 		if err != nil {
 			return nil, err
 		}
 		if w != nil {
-			out[name] = w.replicas
+			out[name] = w
 		}
 	}
 	return out, nil
 }
 
 type workloadState struct {
-	ref             string
-	replicas        *int32
-	ready, observed int32
+	kind, ref, resourceVersion string
+	replicas                   *int32
+	ready                      int32
 }
 
 // workload reads the role's Deployment or StatefulSet; nil when it does not exist.
@@ -253,13 +270,13 @@ func (r *Reconciler) workload(ctx context.Context, p *v1alpha1.ReadingPipeline, 
 		if err := r.Client.Get(ctx, key, &s); err != nil {
 			return nil, client.IgnoreNotFound(err)
 		}
-		return &workloadState{"StatefulSet/" + s.Name, s.Spec.Replicas, s.Status.ReadyReplicas, s.Status.Replicas}, nil
+		return &workloadState{"StatefulSet", "StatefulSet/" + s.Name, s.ResourceVersion, s.Spec.Replicas, s.Status.ReadyReplicas}, nil
 	}
 	var d appsv1.Deployment
 	if err := r.Client.Get(ctx, key, &d); err != nil {
 		return nil, client.IgnoreNotFound(err)
 	}
-	return &workloadState{"Deployment/" + d.Name, d.Spec.Replicas, d.Status.ReadyReplicas, d.Status.Replicas}, nil
+	return &workloadState{"Deployment", "Deployment/" + d.Name, d.ResourceVersion, d.Spec.Replicas, d.Status.ReadyReplicas}, nil
 }
 
 func (r *Reconciler) roleStatus(ctx context.Context, p *v1alpha1.ReadingPipeline) (map[string]v1alpha1.RoleStatus, error) {

@@ -204,7 +204,8 @@ func statefulSet(p *v1alpha1.ReadingPipeline, r role, pod corev1.PodTemplateSpec
 	if size == "" {
 		size = "10Gi"
 	}
-	pod.Spec.Volumes = pod.Spec.Volumes[1:] // the claim below replaces the emptyDir data volume
+	// The claim below replaces the emptyDir data volume.
+	pod.Spec.Volumes = slices.DeleteFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == "data" })
 	return &appsv1.StatefulSet{TypeMeta: typeMeta("apps/v1", "StatefulSet"), ObjectMeta: objectMeta(p, objectName(p, r.name), r.name),
 		Spec: appsv1.StatefulSetSpec{
 			Replicas: &replicas, ServiceName: objectName(p, r.name),

@@ -9,6 +9,7 @@ import (
 
 	"gonum.org/v1/gonum/stat/distuv"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dogear-dev/dogear/operator/v1alpha1"
@@ -144,15 +145,19 @@ func (a *Analysis) Summary() string {
 // the VirtualService back to stable only) and records why on the pipeline.
 func RollBackCanary(ctx context.Context, c client.Client, pipeline types.NamespacedName, a *Analysis) error {
 	var p v1alpha1.ReadingPipeline
-	if err := c.Get(ctx, pipeline, &p); err != nil {
-		return err
-	}
-	if p.Spec.Canary == nil {
-		return nil
-	}
-	image := p.Spec.Canary.Image
-	p.Spec.Canary = nil
-	if err := c.Update(ctx, &p); err != nil {
+	var image string
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error { // the operator writes the pipeline too
+		if err := c.Get(ctx, pipeline, &p); err != nil {
+			return err
+		}
+		if p.Spec.Canary == nil {
+			return nil
+		}
+		image = p.Spec.Canary.Image
+		p.Spec.Canary = nil
+		return c.Update(ctx, &p)
+	})
+	if err != nil || image == "" {
 		return err
 	}
 	return record(ctx, c, &p, "RolledBack", "Rollback", fmt.Sprintf("canary %s rolled back after %d failed intervals:\n%s", image, a.MaxFailures, a.Summary()))

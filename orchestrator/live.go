@@ -15,6 +15,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dogear-dev/dogear/operator/v1alpha1"
@@ -66,8 +67,14 @@ func (c *Controller) Step(ctx context.Context, now time.Time) (int, error) {
 	if desired == current {
 		return current, nil
 	}
-	scale.Spec.Replicas = int32(desired)
-	if err := c.Client.SubResource("scale").Update(ctx, workload, client.WithSubResourceBody(&scale)); err != nil {
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error { // the operator may write the workload meanwhile
+		if err := c.Client.SubResource("scale").Get(ctx, workload, &scale); err != nil {
+			return err
+		}
+		scale.Spec.Replicas = int32(desired)
+		return c.Client.SubResource("scale").Update(ctx, workload, client.WithSubResourceBody(&scale))
+	})
+	if err != nil {
 		return current, err
 	}
 	note := fmt.Sprintf("role %s: %d → %d replicas (policy %s; load %.4g, %d ready)", c.Role, current, desired, c.Policy.Name(), demand, st.ReadyReplicas)
