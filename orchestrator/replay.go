@@ -92,6 +92,14 @@ type Result struct {
 	SLOViolationMinutes float64 `json:"slo_violation_minutes"`
 	ReplicaHours        float64 `json:"replica_hours"`
 	ScaleActions        int     `json:"scale_actions"`
+	// Steps are the replay minute by minute, for plots.
+	Steps []Step `json:"-"`
+}
+
+// Step is one replayed interval: the demand and the capacity ready for it.
+type Step struct {
+	Time             time.Time
+	Demand, Capacity float64
 }
 
 // Replay runs policy over trace with capacity c. Each step: replicas whose startup is over become
@@ -119,6 +127,7 @@ func Replay(name string, trace []Sample, c Capacity, policy Policy) Result {
 			}
 		}
 		capacity := float64(ready) * c.PerReplica
+		res.Steps = append(res.Steps, Step{s.Time, s.Value, capacity})
 		if s.Value > capacity {
 			res.SLOViolationMinutes += step.Minutes()
 		}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -44,6 +45,8 @@ func replayCmd(args []string) error {
 	target := fs.Float64("target", 0.7, "target utilisation of every policy")
 	minR := fs.Int("min", 1, "fewest replicas")
 	maxR := fs.Int("max", 100, "most replicas")
+	plotPath := fs.String("plot", "", "also draw one day of this policy and the HPA (demand and ready capacity) to this file (.svg, .png or .pdf)")
+	plotDay := fs.Int("plot-day", 2, "which day of the trace to draw, from 0")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -68,7 +71,18 @@ func replayCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	res := orchestrator.Replay(filepath.Base(*tracePath), trace, c, p)
+	name := filepath.Base(*tracePath)
+	res := orchestrator.Replay(name, trace, c, p)
+	if *plotPath != "" {
+		results := []orchestrator.Result{res}
+		if *policy != "hpa" {
+			results = append([]orchestrator.Result{orchestrator.Replay(name, trace, c, orchestrator.NewHPA(c))}, results...)
+		}
+		from := trace[0].Time.Add(time.Duration(*plotDay) * 24 * time.Hour)
+		if err := orchestrator.PlotDay(*plotPath, name+": day "+strconv.Itoa(*plotDay), from, results...); err != nil {
+			return err
+		}
+	}
 	return json.NewEncoder(os.Stdout).Encode(res)
 }
 
