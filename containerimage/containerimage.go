@@ -68,7 +68,7 @@ func Build(dir string, o Options) (v1.Hash, error) {
 	if err != nil {
 		return v1.Hash{}, err
 	}
-	sbom, err := SBOM(info, bin, created)
+	sbom, err := spdxSBOM(info, bin, created)
 	if err != nil {
 		return v1.Hash{}, err
 	}
@@ -268,10 +268,10 @@ func hashOf(b []byte) v1.Hash {
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
 }
 
-// SBOM describes the binary in SPDX 2.3: dogear itself and every module compiled into it, with
+// spdxSBOM describes the binary in SPDX 2.3: dogear itself and every module compiled into it, with
 // the module checksums Go recorded, and the Go toolchain. Its namespace is derived from the
 // binary's hash, so the same binary always has the same SBOM.
-func SBOM(info *buildinfo.BuildInfo, bin []byte, created time.Time) ([]byte, error) {
+func spdxSBOM(info *buildinfo.BuildInfo, bin []byte, created time.Time) ([]byte, error) {
 	sum := sha256.Sum256(bin)
 	pkg := func(id, path, ver, sumH1 string) *spdx.Package {
 		p := &spdx.Package{
