@@ -127,19 +127,32 @@ func (r *Registry) Promote(v int) error {
 }
 
 func (r *Registry) loadLocked(ctx context.Context, v int) error {
-	if _, err := r.store.Get(ctx, prefix(v)+"meta.json"); err != nil {
-		return fmt.Errorf("%w: %d", ErrNoVersion, v)
-	}
-	b, err := r.store.Get(ctx, prefix(v)+"model.gob")
+	a, err := r.read(ctx, v)
 	if err != nil {
-		return fmt.Errorf("%w: %d (%v)", ErrNoVersion, v, err)
-	}
-	a, err := recommend.DecodeArtifact(bytes.NewReader(b))
-	if err != nil {
-		return fmt.Errorf("model version %d is unreadable: %w", v, err)
+		return err
 	}
 	r.current, r.curVer = a, v
 	return nil
+}
+
+// Load reads version v without serving it (to compare it with the serving one).
+func (r *Registry) Load(v int) (*recommend.Artifact, error) {
+	return r.read(context.Background(), v)
+}
+
+func (r *Registry) read(ctx context.Context, v int) (*recommend.Artifact, error) {
+	if _, err := r.store.Get(ctx, prefix(v)+"meta.json"); err != nil {
+		return nil, fmt.Errorf("%w: %d", ErrNoVersion, v)
+	}
+	b, err := r.store.Get(ctx, prefix(v)+"model.gob")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %d (%v)", ErrNoVersion, v, err)
+	}
+	a, err := recommend.DecodeArtifact(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("model version %d is unreadable: %w", v, err)
+	}
+	return a, nil
 }
 
 // versions lists the complete versions (those with a meta.json), ascending.
