@@ -27,6 +27,9 @@ type ModelWatch struct {
 	Alpha       float64
 	Margin      float64
 	MaxFailures int
+	// MinDiscordant is the fewest readers that one model found and the other missed for an
+	// interval to count either way; with fewer the test cannot tell, and the interval is skipped.
+	MinDiscordant int
 	Evidence    []string
 	failures    int
 }
@@ -34,7 +37,7 @@ type ModelWatch struct {
 // NewModelWatch watches version newV, which replaced oldV at since (Unix ms): lists of 20, 1%
 // level, a 5% relative drop, three intervals.
 func NewModelWatch(reg *registry.Registry, newV, oldV int, since int64) *ModelWatch {
-	return &ModelWatch{Registry: reg, New: newV, Old: oldV, Since: since, N: 20, Alpha: 0.01, Margin: 0.05, MaxFailures: 3}
+	return &ModelWatch{Registry: reg, New: newV, Old: oldV, Since: since, N: 20, Alpha: 0.01, Margin: 0.05, MaxFailures: 3, MinDiscordant: 10}
 }
 
 // Interval scores both models on the readers of byReader (every reader's interactions) whose
@@ -84,10 +87,12 @@ func (w *ModelWatch) Interval(byReader map[string][]recommend.Interaction) (bool
 		}
 	}
 	w.Since = max(w.Since, until)
-	p := 1.0
-	if d := onlyOld + onlyNew; d > 0 {
-		p = 1 - distuv.Binomial{N: float64(d), P: 0.5}.CDF(float64(onlyOld-1))
+	d := onlyOld + onlyNew
+	if d < w.MinDiscordant {
+		w.Evidence = append(w.Evidence, fmt.Sprintf("interval %d inconclusive: %d readers, %d found by one model only", len(w.Evidence)+1, readers, d))
+		return false, nil
 	}
+	p := 1 - distuv.Binomial{N: float64(d), P: 0.5}.CDF(float64(onlyOld-1))
 	newRate, oldRate := rate(newHits, readers), rate(oldHits, readers)
 	failed := p < w.Alpha && newRate < oldRate*(1-w.Margin)
 	verdict := "passed"

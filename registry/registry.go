@@ -29,6 +29,9 @@ type Metrics struct {
 	Selection *recommend.Selection `json:"selection,omitempty"`
 	Promoted  bool                 `json:"promoted"`
 	Reason    string               `json:"reason"`
+	// AfterErasure: promoted because a reader was erased, so no earlier version may serve again
+	// (it holds what the erasure removed).
+	AfterErasure bool `json:"after_erasure,omitempty"`
 }
 
 // Version describes one stored model.
@@ -115,15 +118,38 @@ func (r *Registry) Save(a *recommend.Artifact, m Metrics) (int, error) {
 	return v, r.store.Put(ctx, prefix(v)+"meta.json", meta)
 }
 
-// Promote makes version v the serving model (forward or back).
+// Promote makes version v the serving model (forward or back). The version it replaces is kept
+// as PREVIOUS, the one a rollback returns to.
 func (r *Registry) Promote(v int) error {
 	ctx := context.Background()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	prev := r.curVer
 	if err := r.loadLocked(ctx, v); err != nil {
 		return err
 	}
+	if prev != 0 && prev != v {
+		if err := r.store.Put(ctx, "PREVIOUS", []byte(strconv.Itoa(prev)+"\n")); err != nil {
+			return err
+		}
+	}
 	return r.store.Put(ctx, "CURRENT", []byte(strconv.Itoa(v)+"\n"))
+}
+
+// Previous is the version the serving one replaced (0: none), as any process promoted it.
+func (r *Registry) Previous(ctx context.Context) (int, error) {
+	b, err := r.store.Get(ctx, "PREVIOUS")
+	if errors.Is(err, objstore.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, fmt.Errorf("registry: PREVIOUS holds %q, not a version number", b)
+	}
+	return v, nil
 }
 
 func (r *Registry) loadLocked(ctx context.Context, v int) error {

@@ -83,7 +83,10 @@ type Config struct {
 
 	// The train role: how often to retrain (0: only on request), and with what.
 	TrainInterval time.Duration
-	Recommender   trainer.Config
+	// ModelWatchInterval is how often a newly promoted model is compared with the one it
+	// replaced on what readers read since (0: never); docs/orchestrator.md.
+	ModelWatchInterval time.Duration
+	Recommender        trainer.Config
 
 	// Erasure (api role embedded, ingest role over Kafka). An erasure that finds data is
 	// costly: at most ErasureBurst at once, then one every ErasureEvery. ErasureWait is how long
@@ -106,7 +109,7 @@ func DefaultConfig() Config {
 		ArchiveInterval: time.Minute, MinFreeBytes: 128 << 20,
 		Ingest: ingest.DefaultConfig(), KosyncRegistration: "auto", KeyRate: 100_000,
 		ReadyMaxLag:   1_000_000,
-		TrainInterval: 10 * time.Minute, Recommender: trainer.DefaultConfig,
+		TrainInterval: 10 * time.Minute, ModelWatchInterval: 10 * time.Minute, Recommender: trainer.DefaultConfig,
 		ErasureBurst: 10, ErasureEvery: 6 * time.Second, ErasureWait: 30 * time.Second,
 	}
 }

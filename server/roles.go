@@ -16,6 +16,7 @@ import (
 	"github.com/dogear-dev/dogear/internal/httpjson"
 	"github.com/dogear-dev/dogear/kosync"
 	"github.com/dogear-dev/dogear/maintenance"
+	"github.com/dogear-dev/dogear/orchestrator"
 	"github.com/dogear-dev/dogear/processor"
 	"github.com/dogear-dev/dogear/registry"
 	"github.com/dogear-dev/dogear/segment"
@@ -138,7 +139,79 @@ func (s *Server) trainRole(*http.ServeMux) error {
 	if s.cfg.TrainInterval > 0 {
 		s.background(func() { s.trainer.Run(s.ctx, s.cfg.TrainInterval) })
 	}
+	if s.cfg.ModelWatchInterval > 0 {
+		s.background(func() { s.watchModels(s.cfg.ModelWatchInterval) })
+	}
 	return nil
+}
+
+// watchModels follows each promotion — by the trainer, by hand, by another process — against
+// the version it replaced, on the books readers go on to read, and promotes the old one back
+// when the new one finds significantly fewer (orchestrator.ModelWatch). A version from before a
+// reader's erasure is never promoted back.
+func (s *Server) watchModels(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var w *orchestrator.ModelWatch
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		// Another process (the api role) may have promoted: read what serves now.
+		if err := s.registry.Refresh(s.ctx); err != nil {
+			s.cfg.Logger.Warn("model watch: reading the registry", "err", err)
+			continue
+		}
+		_, cur := s.registry.Serving()
+		if cur == 0 {
+			continue
+		}
+		if w == nil || w.New != cur {
+			w = nil
+			prev, err := s.registry.Previous(s.ctx)
+			if err != nil {
+				s.cfg.Logger.Warn("model watch: reading the registry", "err", err)
+				continue
+			}
+			// A newer version than the one it replaced, which may serve again: watch it.
+			if prev != 0 && cur > prev && s.mayServeAgain(prev) {
+				w = orchestrator.NewModelWatch(s.registry, cur, prev, time.Now().UnixMilli())
+			}
+			continue
+		}
+		byReader, err := trainer.Interactions(s.ctx, s.backends.state, time.Now())
+		if err != nil {
+			s.cfg.Logger.Warn("model watch: reading interactions", "err", err)
+			continue
+		}
+		back, err := w.Interval(byReader)
+		switch {
+		case err != nil:
+			s.cfg.Logger.Warn("model watch", "version", w.New, "err", err)
+		case back:
+			s.cfg.Logger.Warn("model rolled back: it found fewer of the books readers went on to read",
+				"from", w.New, "to", w.Old, "evidence", w.Summary())
+		default:
+			s.cfg.Logger.Debug("model watch", "evidence", w.Evidence[len(w.Evidence)-1])
+		}
+	}
+}
+
+// mayServeAgain reports whether version v may be promoted back: no version promoted after an
+// erasure is newer than it.
+func (s *Server) mayServeAgain(v int) bool {
+	vs, err := s.registry.List()
+	if err != nil {
+		return false
+	}
+	for _, x := range vs {
+		if x.Version > v && x.Metrics.AfterErasure {
+			return false
+		}
+	}
+	return true
 }
 
 // models opens the model registry and its trainer, once, for the api and train roles.

@@ -112,14 +112,7 @@ func (t *Trainer) train(ctx context.Context, force bool) (v registry.Version, er
 		span.End()
 	}()
 	asOf := t.now()
-	byReader := map[string][]recommend.Interaction{}
-	err = insights.AllReaderBooks(t.store, func(rb *insights.ReaderBook) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		byReader[rb.Reader] = append(byReader[rb.Reader], Interaction(rb, asOf))
-		return nil
-	})
+	byReader, err := Interactions(ctx, t.store, asOf)
 	if err != nil {
 		return registry.Version{}, err
 	}
@@ -173,6 +166,7 @@ func (t *Trainer) train(ctx context.Context, force bool) (v registry.Version, er
 	if force && !m.Promoted {
 		m.Promoted, m.Reason = true, "promoted after a reader's erasure regardless of the gate: "+m.Reason
 	}
+	m.AfterErasure = force
 	saved, err := t.reg.Save(cand, m)
 	if err != nil {
 		return registry.Version{}, err
@@ -183,6 +177,19 @@ func (t *Trainer) train(ctx context.Context, force bool) (v registry.Version, er
 		}
 	}
 	return registry.Version{Version: saved, Created: cand.Created, Params: cand.Params, Books: len(cand.Books), Readers: cand.Readers, Metrics: m, Serving: m.Promoted}, nil
+}
+
+// Interactions reads every reader's interactions from state, as of asOf.
+func Interactions(ctx context.Context, store state.Reader, asOf time.Time) (map[string][]recommend.Interaction, error) {
+	byReader := map[string][]recommend.Interaction{}
+	err := insights.AllReaderBooks(store, func(rb *insights.ReaderBook) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		byReader[rb.Reader] = append(byReader[rb.Reader], Interaction(rb, asOf))
+		return nil
+	})
+	return byReader, err
 }
 
 // Interaction turns a reader–book record into the recommender's signal.

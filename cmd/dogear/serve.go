@@ -23,6 +23,7 @@ func serve(args []string) error {
 	fs.IntVar(&cfg.Ingest.MaxEvents, "max-events", cfg.Ingest.MaxEvents, "most events in one ingest request")
 	fs.IntVar(&cfg.Ingest.MaxInFlight, "max-inflight", cfg.Ingest.MaxInFlight, "ingest requests processed at once; more get 429 with Retry-After")
 	fs.DurationVar(&cfg.TrainInterval, "train-interval", cfg.TrainInterval, "retrain the recommender this often (0: only on POST /v1/models/train)")
+	fs.DurationVar(&cfg.ModelWatchInterval, "model-watch-interval", cfg.ModelWatchInterval, "compare a newly promoted model with the one it replaced this often, on what readers read since, and promote the old one back if the new one does significantly worse (0: never)")
 	fs.DurationVar(&cfg.Recommender.SearchBudget, "train-search-budget", cfg.Recommender.SearchBudget, "time each training round may spend choosing the model for this catalogue (0: RP3beta with its default settings)")
 	fs.StringVar(&cfg.KosyncRegistration, "kosync-registration", cfg.KosyncRegistration, "who may create kosync accounts from a device: auto (anyone in local-only mode, nobody when auth is on), open (anyone; with auth on they write to readers named kosync:USER) or closed; readers link accounts with POST /v1/readers/{id}/kosync")
 	roles := fs.String("roles", strings.Join(server.Roles, ","), "roles of this process, from "+strings.Join(server.Roles, ", ")+" (all of them: one embedded process); roles apart need --log and --state")
