@@ -30,8 +30,8 @@ type ModelWatch struct {
 	// MinDiscordant is the fewest readers that one model found and the other missed for an
 	// interval to count either way; with fewer the test cannot tell, and the interval is skipped.
 	MinDiscordant int
-	Evidence    []string
-	failures    int
+	Evidence      []string
+	failures      int
 }
 
 // NewModelWatch watches version newV, which replaced oldV at since (Unix ms): lists of 20, 1%
