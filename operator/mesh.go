@@ -72,7 +72,9 @@ func renderMesh(p *v1alpha1.ReadingPipeline) ([]client.Object, error) {
 	// Kafka's and Cassandra's client ports only for the roles that use them; their other ports
 	// (between brokers, between Cassandra nodes) are left as they were.
 	if sel := p.Spec.Log.PodSelector; len(sel) > 0 {
-		objs = append(objs, backendPolicy(p, "kafka", sel, portOf(p.Spec.Log.Brokers, 9092), logRoles))
+		// Every role opens the topic: ingest appends, process and archive read, api and train
+		// check that it answers.
+		objs = append(objs, backendPolicy(p, "kafka", sel, portOf(p.Spec.Log.Brokers, 9092), Roles))
 	}
 	if c := p.Spec.State.Cassandra; p.Spec.State.Kind == "cassandra" && c != nil && len(c.PodSelector) > 0 {
 		users := stateRoles

@@ -113,8 +113,8 @@ func TestCreateRendersEveryRoleAndReportsReadiness(t *testing.T) {
 		if env["DOGEAR_ROLES"] != role || c.Image != p.Spec.Image || !slices.Equal(c.Args, []string{"serve"}) {
 			t.Errorf("%s: roles %q image %q args %v", role, env["DOGEAR_ROLES"], c.Image, c.Args)
 		}
-		if env["DOGEAR_LOG"] != "kafka://kafka-0.kafka:9092,kafka-1.kafka:9092/reading-events" {
-			t.Errorf("%s: DOGEAR_LOG = %q", role, env["DOGEAR_LOG"])
+		if env["DOGEAR_LOG"] != "kafka://kafka-0.kafka:9092,kafka-1.kafka:9092/reading-events" || env["DOGEAR_PARTITIONS"] != "12" {
+			t.Errorf("%s: DOGEAR_LOG = %q, DOGEAR_PARTITIONS = %q", role, env["DOGEAR_LOG"], env["DOGEAR_PARTITIONS"])
 		}
 		if c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.LivenessProbe.HTTPGet.Path != "/healthz" {
 			t.Errorf("%s: probes %+v %+v", role, c.ReadinessProbe, c.LivenessProbe)

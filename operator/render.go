@@ -26,11 +26,8 @@ var Roles = []string{"ingest", "process", "api", "train", "archive"}
 // httpRoles take traffic from outside the pipeline, so they get a canary and a VirtualService.
 var httpRoles = []string{"ingest", "api"}
 
-// What a role's pods use: the log (Kafka) and the state (Cassandra, or local volumes).
-var (
-	logRoles   = []string{"ingest", "process", "archive"}
-	stateRoles = []string{"process", "api", "train"}
-)
+// stateRoles read and write state (Cassandra, or local volumes); every role opens the log.
+var stateRoles = []string{"process", "api", "train"}
 
 const (
 	port      = 8080
@@ -311,11 +308,10 @@ func environment(p *v1alpha1.ReadingPipeline, r role) ([]corev1.EnvVar, error) {
 		{Name: "DOGEAR_GROUP", Value: p.Name + "-processors"},
 	}
 	add := func(name, value string) { env = append(env, corev1.EnvVar{Name: name, Value: value}) }
-	if slices.Contains(logRoles, r.name) {
-		add("DOGEAR_PARTITIONS", strconv.Itoa(int(partitions(p))))
-		if len(s.Log.Mirrors) > 0 && r.name == "process" {
-			add("DOGEAR_MIRROR", strings.Join(s.Log.Mirrors, ","))
-		}
+	// Every role opens the topic, and refuses one whose partition count differs from its own.
+	add("DOGEAR_PARTITIONS", strconv.Itoa(int(partitions(p))))
+	if len(s.Log.Mirrors) > 0 && r.name == "process" {
+		add("DOGEAR_MIRROR", strings.Join(s.Log.Mirrors, ","))
 	}
 	if slices.Contains(stateRoles, r.name) {
 		switch s.State.Kind {
