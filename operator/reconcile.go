@@ -97,17 +97,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			}
 		}
 	}
+	if err := r.apply(ctx, &p, desired); apierrors.IsConflict(err) {
+		return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
+	} else if err != nil {
+		return ctrl.Result{}, r.setStatus(ctx, &p, nil, err)
+	}
 	for _, name := range Roles {
 		rl := roleOf(&p, name)
 		if c := current[name]; c != nil && rl.enabled() && rl.spec.Replicas == nil && replicasFor(rl, c) != *c {
 			r.Recorder.Eventf(&p, nil, corev1.EventTypeNormal, "Bounded", "Scale",
 				"role %s was scaled to %d, outside [%d, %d]: set to %d", name, *c, rl.spec.MinReplicas, rl.spec.MaxReplicas, replicasFor(rl, c))
 		}
-	}
-	if err := r.apply(ctx, &p, desired); apierrors.IsConflict(err) {
-		return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
-	} else if err != nil {
-		return ctrl.Result{}, r.setStatus(ctx, &p, nil, err)
 	}
 	if err := r.prune(ctx, &p, desired); err != nil {
 		return ctrl.Result{}, r.setStatus(ctx, &p, nil, err)
@@ -121,7 +121,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 // apply writes each object with server-side apply: an unchanged object is not rewritten, so a
 // round with nothing to do changes nothing and wakes no watcher.
-func (r *Reconciler) apply(ctx context.Context, p *v1alpha1.ReadingPipeline, objs []client.Object, opts ...client.ApplyOption) error {
+func (r *Reconciler) apply(ctx context.Context, p *v1alpha1.ReadingPipeline, objs []client.Object) error {
 	for _, o := range objs {
 		if err := controllerutil.SetControllerReference(p, o, r.Scheme); err != nil {
 			return err
@@ -130,7 +130,7 @@ func (r *Reconciler) apply(ctx context.Context, p *v1alpha1.ReadingPipeline, obj
 		if err != nil {
 			return err
 		}
-		if err := r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), append([]client.ApplyOption{fieldOwner, client.ForceOwnership}, opts...)...); err != nil {
+		if err := r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), fieldOwner, client.ForceOwnership); err != nil {
 			return fmt.Errorf("%s %s: %w", u.GetKind(), u.GetName(), err)
 		}
 	}
