@@ -45,6 +45,7 @@ func replayCmd(args []string) error {
 	target := fs.Float64("target", 0.7, "target utilisation of every policy")
 	minR := fs.Int("min", 1, "fewest replicas")
 	maxR := fs.Int("max", 100, "most replicas")
+	quantile := fs.Float64("quantile", orchestrator.DefaultQuantile, "upper forecast quantile the predictive policy provisions for")
 	plotPath := fs.String("plot", "", "also draw one day of this policy and the HPA (demand and ready capacity) to this file (.svg, .png or .pdf)")
 	plotDay := fs.Int("plot-day", 2, "which day of the trace to draw, from 0")
 	if err := parse(fs, args); err != nil {
@@ -72,6 +73,9 @@ func replayCmd(args []string) error {
 		return err
 	}
 	name := filepath.Base(*tracePath)
+	if pr, ok := p.(*orchestrator.Predictive); ok {
+		pr.Quantile = *quantile
+	}
 	res := orchestrator.Replay(name, trace, c, p)
 	if *plotPath != "" {
 		results := []orchestrator.Result{res}
