@@ -121,8 +121,10 @@ func (p *Processor) partition(ctx context.Context, part int, untilEnd bool) erro
 	}
 	pt.owned.Store(true)
 	defer pt.owned.Store(false)
+	store := p.store
 	if h, ok := p.store.(state.Handoff); ok {
-		if err := h.Acquire(ctx, part); err != nil {
+		var err error
+		if store, err = h.Acquire(ctx, part); err != nil {
 			return err
 		}
 		defer func() {
@@ -133,7 +135,7 @@ func (p *Processor) partition(ctx context.Context, part int, untilEnd bool) erro
 	}
 	offs, stops := make([]int64, len(p.sources)), make([]int64, len(p.sources))
 	for i, src := range p.sources {
-		off, err := p.store.Offset(slot(i, part))
+		off, err := store.Offset(slot(i, part))
 		if err != nil {
 			return err
 		}
@@ -146,7 +148,7 @@ func (p *Processor) partition(ctx context.Context, part int, untilEnd bool) erro
 		}
 	}
 	var w state.Writes
-	tx := &overlay{store: p.store, w: &w}
+	tx := &overlay{store: store, w: &w}
 	for {
 		progressed, behind := false, false
 		for i := range p.sources {
@@ -190,7 +192,7 @@ func (p *Processor) batch(ctx context.Context, tx *overlay, part, source int, of
 		return off, err
 	}
 	next := recs[f.n-1].Offset + 1
-	err = p.store.Commit(slot(source, part), next, tx.w)
+	err = tx.store.Commit(slot(source, part), next, tx.w)
 	if err == nil {
 		pt.applied[source].Store(next)
 	}
@@ -285,9 +287,10 @@ func (p *Processor) fold(ctx context.Context, tx *overlay, part int, src eventlo
 			case r.Marker && i > 0:
 				return folded{n: i}, nil
 			case r.Marker:
-				if _, err := insights.Erase(p.store, tx.w, part, r.Reader); err != nil {
+				if _, err := insights.Erase(tx.store, tx.w, part, r.Reader); err != nil {
 					return folded{}, err
 				}
+				tx.w.MustBeDurable()
 				return folded{n: 1, shred: r.KeyID}, nil
 			}
 			value = r.Event
@@ -365,6 +368,7 @@ func (p *Processor) Erase(ctx context.Context, reader string) (bool, error) {
 		return false, err
 	}
 	var w state.Writes
+	w.MustBeDurable()
 	found, err := insights.Erase(p.store, &w, part, reader)
 	if err != nil {
 		return false, err
@@ -432,7 +436,7 @@ func (p *Processor) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// overlay lets a batch read its own uncommitted writes.
+// overlay lets a batch read its own uncommitted writes over the partition's store.
 type overlay struct {
 	store state.Store
 	w     *state.Writes

@@ -132,7 +132,7 @@ func TestReadyzFollowsLag(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer holder.Close()
-	if err := holder.Acquire(t.Context(), 0); err != nil {
+	if _, err := holder.Acquire(t.Context(), 0); err != nil {
 		t.Fatal(err)
 	}
 

@@ -135,7 +135,8 @@ func (c *Cassandra) scanGroup(g, lower, upper []byte, fn func(key, value []byte)
 	return it.Close()
 }
 
-// Commit implements Store.
+// Commit implements Store. Every commit is durable once a quorum of replicas acknowledged it,
+// which is what Writes.MustBeDurable asks for.
 func (c *Cassandra) Commit(partition int, offset int64, w *Writes) error {
 	b := c.s.NewBatch(gocql.LoggedBatch)
 	err := w.Each(func(k string, v []byte, del bool) error {

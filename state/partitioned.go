@@ -22,7 +22,9 @@ type Partitioned struct {
 	dir   string
 	cache int64
 
-	mu   sync.Mutex
+	// mu is held for reading while an open store is read, so that Release cannot close a store
+	// under a reader of another partition (the api role reads across every open partition).
+	mu   sync.RWMutex
 	open map[int]*Pebble
 }
 
@@ -39,12 +41,12 @@ func OpenPartitioned(dir string, cacheBytes int64) (*Partitioned, error) {
 
 // Acquire implements Handoff: it opens partition p's store, waiting for a previous holder (whose
 // directory lock keeps it closed to others) to let go.
-func (s *Partitioned) Acquire(ctx context.Context, p int) error {
+func (s *Partitioned) Acquire(ctx context.Context, p int) (Store, error) {
 	for {
 		s.mu.Lock()
-		if _, ok := s.open[p]; ok {
+		if db, ok := s.open[p]; ok {
 			s.mu.Unlock()
-			return nil
+			return db, nil
 		}
 		db, err := OpenPebble(filepath.Join(s.dir, fmt.Sprintf("p%05d", p)), s.cache)
 		if err == nil {
@@ -52,11 +54,11 @@ func (s *Partitioned) Acquire(ctx context.Context, p int) error {
 		}
 		s.mu.Unlock()
 		if err == nil {
-			return nil
+			return db, nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("partition %d state is still held by another process: %w", p, err)
+			return nil, fmt.Errorf("partition %d state is still held by another process: %w", p, err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -74,9 +76,8 @@ func (s *Partitioned) Release(p int) error {
 	return db.Close()
 }
 
+// stores returns the open stores in partition order. Callers hold s.mu for reading.
 func (s *Partitioned) stores() []*Pebble {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	ps := make([]int, 0, len(s.open))
 	for p := range s.open {
 		ps = append(ps, p)
@@ -91,6 +92,8 @@ func (s *Partitioned) stores() []*Pebble {
 
 // Get implements Store over the open partitions: a key belongs to exactly one partition.
 func (s *Partitioned) Get(key []byte) ([]byte, bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	for _, db := range s.stores() {
 		if v, ok, err := db.Get(key); err != nil || ok {
 			return v, ok, err
@@ -103,15 +106,18 @@ func (s *Partitioned) Get(key []byte) ([]byte, bool, error) {
 func (s *Partitioned) Scan(lower, upper []byte, fn func(key, value []byte) error) error {
 	type kv struct{ k, v []byte }
 	var all []kv
+	s.mu.RLock()
 	for _, db := range s.stores() {
 		err := db.Scan(lower, upper, func(k, v []byte) error {
 			all = append(all, kv{append([]byte(nil), k...), append([]byte(nil), v...)})
 			return nil
 		})
 		if err != nil {
+			s.mu.RUnlock()
 			return err
 		}
 	}
+	s.mu.RUnlock()
 	sort.Slice(all, func(i, j int) bool { return bytes.Compare(all[i].k, all[j].k) < 0 })
 	for _, e := range all {
 		if err := fn(e.k, e.v); err != nil {
@@ -125,9 +131,9 @@ func (s *Partitioned) Scan(lower, upper []byte, fn func(key, value []byte) error
 }
 
 func (s *Partitioned) owner(slot int) (*Pebble, error) {
-	s.mu.Lock()
+	s.mu.RLock()
 	db, ok := s.open[slot%SlotStride]
-	s.mu.Unlock()
+	s.mu.RUnlock()
 	if !ok {
 		return nil, fmt.Errorf("partition %d is not owned by this process", slot%SlotStride)
 	}
@@ -154,12 +160,12 @@ func (s *Partitioned) Offset(slot int) (int64, error) {
 
 // Close implements Store.
 func (s *Partitioned) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var errs []error
 	for _, db := range s.stores() {
 		errs = append(errs, db.Close())
 	}
-	s.mu.Lock()
 	s.open = map[int]*Pebble{}
-	s.mu.Unlock()
 	return errors.Join(errs...)
 }

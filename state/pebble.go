@@ -83,9 +83,9 @@ func (s *Pebble) Scan(lower, upper []byte, fn func(key, value []byte) error) err
 	return it.Error()
 }
 
-// Commit implements Store. It does not fsync: the batch is atomic in the write-ahead log, so a
-// crash loses at most a suffix of commits together with their offsets, and processors re-apply
-// those events from the durable event log.
+// Commit implements Store. It does not fsync unless the writes must be durable: the batch is
+// atomic in the write-ahead log, so a crash loses at most a suffix of commits together with their
+// offsets, and processors re-apply those events from the durable event log.
 func (s *Pebble) Commit(partition int, offset int64, w *Writes) error {
 	if s.MinFreeBytes > 0 {
 		if free, err := pebbledb.FreeBytes(s.dir); err == nil && free < s.MinFreeBytes {
@@ -109,6 +109,9 @@ func (s *Pebble) Commit(partition int, offset int64, w *Writes) error {
 	binary.BigEndian.PutUint64(off[:], uint64(offset))
 	if err := b.Set(offsetKey(partition), off[:], nil); err != nil {
 		return err
+	}
+	if w.Durable() {
+		return b.Commit(pebble.Sync)
 	}
 	return b.Commit(pebble.NoSync)
 }

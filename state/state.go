@@ -32,8 +32,10 @@ type Store interface {
 // goes to another process. Stores every process shares (Pebble, Cassandra) need no handoff.
 type Handoff interface {
 	Store
-	// Acquire takes partition p's state, waiting until its previous holder let go or ctx ends.
-	Acquire(ctx context.Context, p int) error
+	// Acquire takes partition p's state, waiting until its previous holder let go or ctx ends,
+	// and returns it alone: the partition's folds read and commit there, not across every open
+	// partition. It stays open until Release.
+	Acquire(ctx context.Context, p int) (Store, error)
 	// Release lets partition p's state go to another process.
 	Release(p int) error
 }
@@ -70,9 +72,18 @@ var ErrStop = errors.New("stop scan")
 // Writes is an ordered set of puts and deletes. A later write to the same key replaces an earlier
 // one. The zero value is ready to use.
 type Writes struct {
-	ops   map[string]*[]byte // nil pointer = delete
-	order []string
+	ops     map[string]*[]byte // nil pointer = delete
+	order   []string
+	durable bool
 }
+
+// MustBeDurable asks Commit not to return before the writes would survive a crash of the
+// machine. Most commits need not be: the log replays what a crash loses. An erasure must be,
+// because the reader's key is deleted after it, and the log can then no longer replay it.
+func (w *Writes) MustBeDurable() { w.durable = true }
+
+// Durable reports whether MustBeDurable was called since the last Reset.
+func (w *Writes) Durable() bool { return w.durable }
 
 // Put sets key to value.
 func (w *Writes) Put(key, value []byte) { w.set(string(key), &value) }
@@ -127,6 +138,7 @@ func (w *Writes) Len() int { return len(w.order) }
 func (w *Writes) Reset() {
 	clear(w.ops)
 	w.order = w.order[:0]
+	w.durable = false
 }
 
 // Diff compares every key and value of two stores and describes the first difference, or

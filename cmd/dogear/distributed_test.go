@@ -162,7 +162,7 @@ func TestScaleOutOverKafka(t *testing.T) {
 	}
 	defer got.Close()
 	for p := range partitions {
-		if err := got.Acquire(context.Background(), p); err != nil {
+		if _, err := got.Acquire(context.Background(), p); err != nil {
 			t.Fatal(err)
 		}
 	}
