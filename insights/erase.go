@@ -84,3 +84,25 @@ func Erase(src state.Reader, w *state.Writes, partition int, reader string) (boo
 	w.Put(countsKey(partition), encodeRecord(&counts))
 	return true, nil
 }
+
+// FindReader returns the first reader (in id order) for whom match is true, visiting each reader
+// once by skipping past their records: an erasure agreed by the hash of an id (the configuration
+// ledger never holds ids) finds the id this way.
+func FindReader(src state.Reader, match func(reader string) bool) (string, bool, error) {
+	lower, upper := []byte("r"+sep), state.PrefixEnd([]byte("r"+sep))
+	for {
+		var reader string
+		err := src.Scan(lower, upper, func(k, _ []byte) error {
+			id, _, _ := bytes.Cut(k[len("r"+sep):], []byte(sep))
+			reader = string(id)
+			return state.ErrStop
+		})
+		if err != nil || reader == "" {
+			return "", false, err
+		}
+		if match(reader) {
+			return reader, true, nil
+		}
+		lower = state.PrefixEnd(readerPrefix(reader))
+	}
+}

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	abci "github.com/cometbft/cometbft/abci/types"
 	cmtcrypto "github.com/cometbft/cometbft/api/cometbft/crypto/v1"
+	cmted25519 "github.com/cometbft/cometbft/crypto/ed25519"
 	"github.com/cometbft/cometbft/crypto/merkle"
 )
 
@@ -73,6 +75,12 @@ func (s *State) Leaves() [][]byte {
 	for k, v := range s.Erasures {
 		l = append(l, "erasure/"+k+"="+strconv.FormatInt(v, 10))
 	}
+	for k, v := range s.Validators {
+		l = append(l, "validator/"+k+"="+strconv.FormatInt(v, 10))
+	}
+	for k, v := range s.Evidence {
+		l = append(l, "evidence/"+k+"="+v)
+	}
 	for id, p := range s.Proposals {
 		l = append(l, fmt.Sprintf("proposal/%s=%s|%s|%s|%s|%d", id, p.Kind, p.Key, p.Value, strings.Join(p.Approvals, ","), p.Height))
 	}
@@ -113,6 +121,9 @@ func (a *App) InitChain(_ context.Context, req *abci.InitChainRequest) (*abci.In
 	if err != nil {
 		return nil, err
 	}
+	for _, v := range req.Validators {
+		s.Validators[hex.EncodeToString(v.PubKeyBytes)] = v.Power
+	}
 	a.state, a.hash = s, s.Hash()
 	return &abci.InitChainResponse{AppHash: a.hash}, nil
 }
@@ -129,11 +140,15 @@ func (a *App) CheckTx(_ context.Context, req *abci.CheckTxRequest) (*abci.CheckT
 	return &abci.CheckTxResponse{Code: abci.CodeTypeOK}, nil
 }
 
-// FinalizeBlock applies the block's transactions in order to a copy of the state and returns
-// the resulting app hash; Commit makes it the state.
+// FinalizeBlock records the misbehaviour CometBFT proved, applies the block's transactions in
+// order to a copy of the state, and returns the resulting app hash and the validator set's
+// changes; Commit makes it the state.
 func (a *App) FinalizeBlock(_ context.Context, req *abci.FinalizeBlockRequest) (*abci.FinalizeBlockResponse, error) {
 	s := a.state.clone()
 	s.Height = req.Height
+	for _, m := range req.Misbehavior {
+		s.Evidence[fmt.Sprintf("%d/%X", m.Height, m.Validator.Address)] = strings.TrimPrefix(m.Type.String(), "MISBEHAVIOR_TYPE_")
+	}
 	results := make([]*abci.ExecTxResult, len(req.Txs))
 	for i, raw := range req.Txs {
 		t, err := DecodeTx(raw)
@@ -148,7 +163,29 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.FinalizeBlockRequest) (
 		results[i] = &abci.ExecTxResult{Code: abci.CodeTypeOK, Log: log}
 	}
 	a.pending = s
-	return &abci.FinalizeBlockResponse{TxResults: results, AppHash: s.Hash()}, nil
+	return &abci.FinalizeBlockResponse{TxResults: results, AppHash: s.Hash(), ValidatorUpdates: validatorUpdates(a.state, s)}, nil
+}
+
+// validatorUpdates are the changes of the validator set from before to after, in key order.
+func validatorUpdates(before, after *State) []abci.ValidatorUpdate {
+	var keys []string
+	for k, p := range after.Validators {
+		if before.Validators[k] != p {
+			keys = append(keys, k)
+		}
+	}
+	for k := range before.Validators {
+		if _, kept := after.Validators[k]; !kept {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	var ups []abci.ValidatorUpdate
+	for _, k := range keys {
+		pk, _ := hex.DecodeString(k)
+		ups = append(ups, abci.NewValidatorUpdate(cmted25519.PubKey(pk), after.Validators[k]))
+	}
+	return ups
 }
 
 // Commit saves the finalized state (write then rename, so a crash leaves the old or the new).
@@ -179,6 +216,9 @@ func (a *App) Query(_ context.Context, req *abci.QueryRequest) (*abci.QueryRespo
 		return &abci.QueryResponse{Code: 1, Log: "no state yet"}, nil
 	}
 	leaves := a.state.Leaves()
+	if req.Path == LeavesPath {
+		return &abci.QueryResponse{Key: []byte(req.Path), Value: leavesAnswer(leaves), Height: a.state.Height}, nil
+	}
 	_, proofs := merkle.ProofsFromByteSlices(leaves)
 	prefix := req.Path + "="
 	for i, l := range leaves {

@@ -18,13 +18,14 @@ import (
 
 // Kinds of change, each with its own approval threshold.
 const (
-	KindConfig   = "config"   // a configuration entry: retention, a pinned model, who may write
-	KindErasure  = "erasure"  // a reader's erasure, recorded by the hash of their id
-	KindPolicy   = "policy"   // the threshold of a kind, this one included
-	KindOperator = "operator" // add, rotate or remove an operator's key
+	KindConfig    = "config"    // a configuration entry: retention, a pinned model, who may write
+	KindErasure   = "erasure"   // a reader's erasure, recorded by the hash of their id
+	KindPolicy    = "policy"    // the threshold of a kind, this one included
+	KindOperator  = "operator"  // add, rotate or remove an operator's key
+	KindValidator = "validator" // add a validator, change its power or remove it (power 0)
 )
 
-var kinds = []string{KindConfig, KindErasure, KindPolicy, KindOperator}
+var kinds = []string{KindConfig, KindErasure, KindPolicy, KindOperator, KindValidator}
 
 // State is the ledger's whole state. Every change goes through Apply, in block order, so every
 // validator holds the same State at every height.
@@ -40,6 +41,11 @@ type State struct {
 	Erasures map[string]int64 `json:"erasures"`
 	// Proposals waiting for approvals, by id.
 	Proposals map[string]*Proposal `json:"proposals"`
+	// Validators are CometBFT's validator set: voting power by hex ed25519 public key.
+	Validators map[string]int64 `json:"validators"`
+	// Evidence of misbehaviour CometBFT committed ("<height>/<validator address>" → kind, e.g.
+	// DUPLICATE_VOTE for a validator that signed two blocks at one height).
+	Evidence map[string]string `json:"evidence"`
 }
 
 // Proposal is a change and who approved it so far.
@@ -61,7 +67,7 @@ type Genesis struct {
 // of operators, and operators without a 32-byte ed25519 key.
 func NewState(g Genesis) (*State, error) {
 	s := &State{Operators: map[string][]byte{}, Policy: map[string]int{}, Config: map[string]string{},
-		Erasures: map[string]int64{}, Proposals: map[string]*Proposal{}}
+		Erasures: map[string]int64{}, Proposals: map[string]*Proposal{}, Validators: map[string]int64{}, Evidence: map[string]string{}}
 	for name, key := range g.Operators {
 		if len(key) != ed25519.PublicKeySize {
 			return nil, fmt.Errorf("genesis: operator %q: key of %d bytes, want an ed25519 public key of %d", name, len(key), ed25519.PublicKeySize)
@@ -126,6 +132,14 @@ var (
 	hashPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 
+// validatorID is how the state names a validator: the hex of the public key that a validator
+// proposal gives in base64 (as identity.json has it), since base64's '=' would be ambiguous in a
+// "path=value" leaf.
+func validatorID(b64 string) string {
+	b, _ := base64.StdEncoding.DecodeString(b64)
+	return hex.EncodeToString(b)
+}
+
 // HashReader is how an erasure names a reader: the hex SHA-256 of their id. The ledger never
 // holds the id.
 func HashReader(id string) string {
@@ -169,8 +183,8 @@ func (s *State) Check(t Tx) error {
 func (s *State) checkChange(kind, key, value string) error {
 	switch kind {
 	case KindConfig:
-		if key == "" || len(key) > 128 || len(value) > 4096 {
-			return fmt.Errorf("key: a configuration key of 1 to 128 bytes with a value of at most 4096")
+		if key == "" || len(key) > 128 || len(value) > 4096 || strings.Contains(key, "=") {
+			return fmt.Errorf("key: a configuration key of 1 to 128 bytes without '=', with a value of at most 4096")
 		}
 	case KindErasure:
 		if !hashPattern.MatchString(key) {
@@ -201,6 +215,20 @@ func (s *State) checkChange(kind, key, value string) error {
 		}
 		if b, err := base64.StdEncoding.DecodeString(value); err != nil || len(b) != ed25519.PublicKeySize {
 			return fmt.Errorf("value: an operator's key is a base64 ed25519 public key")
+		}
+	case KindValidator:
+		if b, err := base64.StdEncoding.DecodeString(key); err != nil || len(b) != ed25519.PublicKeySize {
+			return fmt.Errorf("key: a validator is named by its base64 ed25519 public key (validator_key in its identity.json)")
+		}
+		power, err := strconv.ParseInt(value, 10, 64)
+		if err != nil || power < 0 || power > 1000 {
+			return fmt.Errorf("value: voting power %q, want 0 (remove) to 1000", value)
+		}
+		if _, ok := s.Validators[validatorID(key)]; power == 0 && !ok {
+			return fmt.Errorf("key: no validator %s to remove", key)
+		}
+		if power == 0 && len(s.Validators) <= 1 {
+			return fmt.Errorf("key: the last validator cannot be removed")
 		}
 	default:
 		return fmt.Errorf("kind: %q, want one of %s", kind, strings.Join(kinds, ", "))
@@ -246,6 +274,12 @@ func (s *State) Apply(t Tx, h int64) (string, error) {
 			delete(s.Operators, p.Key)
 		} else {
 			s.Operators[p.Key], _ = base64.StdEncoding.DecodeString(p.Value)
+		}
+	case KindValidator:
+		if power, _ := strconv.ParseInt(p.Value, 10, 64); power == 0 {
+			delete(s.Validators, validatorID(p.Key))
+		} else {
+			s.Validators[validatorID(p.Key)] = power
 		}
 	}
 	return fmt.Sprintf("proposal %s: %s %s committed with %d of %d approvals", t.ID, p.Kind, p.Key, len(p.Approvals), need), nil

@@ -18,7 +18,7 @@ import (
 func operators(t *testing.T) (map[string]ed25519.PrivateKey, []byte) {
 	t.Helper()
 	keys := map[string]ed25519.PrivateKey{}
-	g := ledger.Genesis{Operators: map[string][]byte{}, Policy: map[string]int{"config": 3, "erasure": 2, "policy": 3, "operator": 3}}
+	g := ledger.Genesis{Operators: map[string][]byte{}, Policy: map[string]int{"config": 3, "erasure": 2, "policy": 3, "operator": 3, "validator": 3}}
 	for i, name := range []string{"platform", "publisher", "library", "cloud"} {
 		k := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{byte(i + 1)}, ed25519.SeedSize))
 		keys[name] = k

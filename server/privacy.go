@@ -2,16 +2,20 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"golang.org/x/time/rate"
 
 	"github.com/dogear-dev/dogear/auth"
 	"github.com/dogear-dev/dogear/ingest"
+	"github.com/dogear-dev/dogear/insights"
 	"github.com/dogear-dev/dogear/internal/httpjson"
+	"github.com/dogear-dev/dogear/ledger"
 	"github.com/dogear-dev/dogear/maintenance"
 )
 
@@ -37,7 +41,20 @@ func (s *Server) privacyRoutes(mux *http.ServeMux, h holdings, afterErasure func
 			return
 		}
 		reader := r.PathValue("id")
-		e, err := h.Erase(r.Context(), reader)
+		target := reader
+		if hash, ok := strings.CutPrefix(reader, "sha256:"); ok {
+			id, found, err := s.readerByHash(hash)
+			if err != nil {
+				httpjson.Fail(w, http.StatusBadRequest, httpjson.Error{Error: err.Error(), Field: "id"})
+				return
+			}
+			if !found {
+				httpjson.Write(w, http.StatusOK, map[string]any{"erased": reader, "found": false})
+				return
+			}
+			target = id
+		}
+		e, err := h.Erase(r.Context(), target)
 		s.erasures.done(e.Found)
 		if e.Found && afterErasure != nil {
 			afterErasure()
@@ -55,6 +72,19 @@ func (s *Server) privacyRoutes(mux *http.ServeMux, h holdings, afterErasure func
 			httpjson.Write(w, http.StatusOK, map[string]any{"erased": reader, "found": e.Found})
 		}
 	})
+}
+
+// readerByHash finds the reader whose id has this hex SHA-256, the form in which the
+// configuration ledger (package ledger) records erasures. It visits every reader of the state
+// once, which is fine for erasures and would not be for anything frequent.
+func (s *Server) readerByHash(hash string) (string, bool, error) {
+	if len(hash) != 64 || strings.Trim(hash, "0123456789abcdef") != "" {
+		return "", false, fmt.Errorf("id: %q after sha256: is not 64 lower-case hex digits", hash)
+	}
+	if s.backends.stores == nil {
+		return "", false, errors.New("id: erasure by sha256: needs the readers' state, which only the embedded process holds; erase by id here")
+	}
+	return insights.FindReader(s.backends.state, func(id string) bool { return ledger.HashReader(id) == hash })
 }
 
 // erasureLimit rate-limits erasures that find data. Each is costly (embedded: it rewrites every

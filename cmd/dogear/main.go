@@ -40,6 +40,7 @@ func commands() []command {
 		{"bench", "benchmark: 'bench [ingest]' durable ingest, processing, queries; 'bench recommend' serving", benchCmd},
 		{"operator", "run the Kubernetes operator for ReadingPipeline resources", operatorCmd},
 		{"orchestrate", "scale ahead of the reading rhythm: 'orchestrate replay --trace FILE --policy hpa|keda|predictive'", orchestrateCmd},
+		{"ledger", "the configuration ledger on CometBFT: 'ledger init|genesis|node|propose|approve|show|follow'", ledgerCmd},
 		{"image", "build dogear's OCI image (static binary, non-root, SBOM) into an OCI layout, without Docker", imageCmd},
 		{"version", "print the version", func([]string) error { fmt.Println(versionString()); return nil }},
 	}
