@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -175,5 +176,52 @@ func TestReplayIsDeterministic(t *testing.T) {
 		if len(key) != ed25519.PublicKeySize {
 			t.Fatalf("operator key of %d bytes after reopening", len(key))
 		}
+	}
+}
+
+// TestValidatorChangesReachCometBFT adds a validator and removes the genesis one through agreed
+// changes: each committed change comes out of FinalizeBlock as a validator update, and the last
+// validator cannot be removed.
+func TestValidatorChangesReachCometBFT(t *testing.T) {
+	keys, genesis := operators(t)
+	a, err := ledger.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize)).Public().(ed25519.PublicKey)
+	second := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{10}, ed25519.SeedSize)).Public().(ed25519.PublicKey)
+	if _, err := a.InitChain(context.Background(), &abci.InitChainRequest{AppStateBytes: genesis,
+		Validators: []abci.ValidatorUpdate{{PubKeyType: "ed25519", PubKeyBytes: first, Power: 10}}}); err != nil {
+		t.Fatal(err)
+	}
+	change := func(h int64, id string, key ed25519.PublicKey, power string) *abci.FinalizeBlockResponse {
+		var txs [][]byte
+		for i, op := range []string{"platform", "publisher", "library"} {
+			tx := ledger.Tx{Op: "approve", ID: id, Operator: op}
+			if i == 0 {
+				tx = ledger.Tx{Op: "propose", ID: id, Kind: "validator", Key: base64.StdEncoding.EncodeToString(key), Value: power, Operator: op}
+			}
+			txs = append(txs, tx.Sign(keys[op]).Encode())
+		}
+		r, err := a.FinalizeBlock(context.Background(), &abci.FinalizeBlockRequest{Height: h, Txs: txs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Commit(context.Background(), &abci.CommitRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	r := change(1, "add", second, "20")
+	if len(r.ValidatorUpdates) != 1 || !bytes.Equal(r.ValidatorUpdates[0].PubKeyBytes, second) || r.ValidatorUpdates[0].Power != 20 {
+		t.Fatalf("adding a validator: updates %+v, results %+v", r.ValidatorUpdates, r.TxResults)
+	}
+	r = change(2, "remove", first, "0")
+	if len(r.ValidatorUpdates) != 1 || !bytes.Equal(r.ValidatorUpdates[0].PubKeyBytes, first) || r.ValidatorUpdates[0].Power != 0 {
+		t.Fatalf("removing a validator: updates %+v, results %+v", r.ValidatorUpdates, r.TxResults)
+	}
+	last := ledger.Tx{Op: "propose", ID: "remove-last", Kind: "validator", Key: base64.StdEncoding.EncodeToString(second), Value: "0", Operator: "cloud"}.Sign(keys["cloud"])
+	if c, _ := a.CheckTx(context.Background(), &abci.CheckTxRequest{Tx: last.Encode()}); c.Code == 0 || !strings.Contains(c.Log, "last validator") {
+		t.Fatalf("removing the last validator: %+v", c)
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -23,7 +25,9 @@ import (
 	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
 	cmttypes "github.com/cometbft/cometbft/types"
 
+	"github.com/dogear-dev/dogear/internal/servertest"
 	"github.com/dogear-dev/dogear/ledger"
+	"github.com/dogear-dev/dogear/loadgen"
 )
 
 var latencyChanges = flag.Int("ledger.changes", 5, "changes whose proposal-to-applied latency TestFourValidators measures")
@@ -38,6 +42,8 @@ func TestMain(m *testing.M) {
 		o.Log = os.Stderr
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 		defer stop()
+		// The test holds this process's stdin open: if the test dies, the validator goes too.
+		go func() { io.Copy(io.Discard, os.Stdin); stop() }()
 		if err := ledger.RunNode(ctx, o); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -64,6 +70,9 @@ func (v *validator) start(t *testing.T) {
 	v.cmd.Env = append(os.Environ(), nodeEnv+"="+string(b))
 	v.log = &bytes.Buffer{}
 	v.cmd.Stderr = v.log
+	if _, err := v.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
 	if err := v.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +230,10 @@ func (r *recorder) appliedAt(key, value string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-func follow(t *testing.T, ctx context.Context, chainID string, primary *validator, witnesses []*validator) (*ledger.Follower, *recorder) {
+// follow starts a follower reading from primary and checking with witnesses; it applies what it
+// verified with apply, or records it when apply is nil.
+func follow(t *testing.T, ctx context.Context, chainID string, primary *validator, witnesses []*validator,
+	apply func(context.Context, ledger.Snapshot) error) (*ledger.Follower, *recorder) {
 	t.Helper()
 	c := primary.client(t)
 	one := int64(1)
@@ -235,7 +247,10 @@ func follow(t *testing.T, ctx context.Context, chainID string, primary *validato
 	})
 	rec := &recorder{}
 	f := &ledger.Follower{ChainID: chainID, Primary: primary.rpc, TrustHeight: 1, TrustHash: trusted.Hash(),
-		TrustPeriod: time.Hour, ClockDrift: 500 * time.Millisecond, BlockLag: 500 * time.Millisecond, Interval: 50 * time.Millisecond, Apply: rec.apply}
+		TrustPeriod: time.Hour, ClockDrift: 500 * time.Millisecond, BlockLag: 500 * time.Millisecond, Interval: 50 * time.Millisecond, Apply: apply}
+	if apply == nil {
+		f.Apply = rec.apply
+	}
 	for _, w := range witnesses {
 		f.Witnesses = append(f.Witnesses, w.rpc)
 	}
@@ -261,8 +276,8 @@ func TestFourValidators(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// Two clusters' followers: each reads from a different validator and checks with the others.
-	f1, rec1 := follow(t, ctx, chainID, vals[0], vals[1:])
-	f2, rec2 := follow(t, ctx, chainID, vals[3], vals[:3])
+	f1, rec1 := follow(t, ctx, chainID, vals[0], vals[1:], nil)
+	f2, rec2 := follow(t, ctx, chainID, vals[3], vals[:3], nil)
 
 	// Enough approvals: committed, and applied by both followers.
 	h := agree(t, vals, 3, "retention-1", ledger.KindConfig, "retention.days", "365")
@@ -295,6 +310,9 @@ func TestFourValidators(t *testing.T) {
 	if err != nil || slices.ContainsFunc(leaves, func(l []byte) bool { return bytes.HasPrefix(l, []byte("config/model.pin=")) }) {
 		t.Fatalf("model.pin applied with 2 of 3 approvals (%v)", err)
 	}
+
+	// An erasure agreed on the ledger is carried out in a running embedded dogear.
+	erasureReachesServe(t, ctx, chainID, vals)
 
 	// One validator down (3 of 4, above 2/3 of the power): changes still commit.
 	vals[3].stop()
@@ -423,4 +441,38 @@ func doubleSign(t *testing.T, ctx context.Context, chainID string, vals []*valid
 func percentiles(ds []time.Duration) string {
 	slices.Sort(ds)
 	return fmt.Sprintf("p50 %v, p99 %v", ds[len(ds)/2].Round(time.Millisecond), ds[len(ds)*99/100].Round(time.Millisecond))
+}
+
+// erasureReachesServe runs an embedded dogear with two readers, follows the ledger into it with
+// ServeApplier, and agrees on erasing one of them by the hash of their id: the follower erases
+// that reader there and leaves the other.
+func erasureReachesServe(t *testing.T, ctx context.Context, chainID string, vals []*validator) {
+	t.Helper()
+	srv, base := servertest.Start(t, nil)
+	end := time.Now().Truncate(time.Hour)
+	events := loadgen.New(loadgen.Config{Readers: 2, Books: 5, Seed: 3, Start: end.Add(-7 * 24 * time.Hour), End: end}).Batch(200)
+	resp, err := http.Post(base+"/v1/events", "application/x-ndjson", bytes.NewReader(loadgen.EncodeBody(events, false)))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("ingest: %v %v", err, resp.Status)
+	}
+	resp.Body.Close()
+	servertest.WaitProcessed(t, srv)
+	books := func(reader string) int {
+		var bs struct{ Books []json.RawMessage }
+		servertest.GetJSON(t, base+"/v1/readers/"+reader+"/books", &bs)
+		return len(bs.Books)
+	}
+	erased, kept := events[0].Reader, "reader-000000"
+	if erased == kept {
+		kept = "reader-000001"
+	}
+	if books(erased) == 0 || books(kept) == 0 {
+		t.Fatalf("before the erasure: %s has %d books, %s %d", erased, books(erased), kept, books(kept))
+	}
+	f, _ := follow(t, ctx, chainID, vals[1], []*validator{vals[0], vals[2]}, (&ledger.ServeApplier{URL: base}).Apply)
+	h := agree(t, vals, 3, "erase-1", ledger.KindErasure, ledger.HashReader(erased), "")
+	waitFor(t, 20*time.Second, "the follower did not apply the erasure", func() bool { return f.Status().Height >= h })
+	if books(erased) != 0 || books(kept) == 0 {
+		t.Fatalf("after the erasure: %s has %d books, %s %d", erased, books(erased), kept, books(kept))
+	}
 }

@@ -557,3 +557,43 @@ func TestRenderedObjectsPassTheAPIServer(t *testing.T) {
 		})
 	}
 }
+
+// TestUpdateLatency measures how long a ReadingPipeline change takes to reach the workloads:
+// from the update to every role's Deployment carrying the new image and the status observing
+// the new generation. docs/benchmarks.md compares it with the configuration ledger's.
+func TestUpdateLatency(t *testing.T) {
+	ns := namespace(t)
+	start(t, operator.Options{Namespace: ns})
+	if err := k8s.Create(context.Background(), pipeline(ns)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "api deployment", func() error { return get(t, ns, "books-api", &appsv1.Deployment{}) })
+	var took []time.Duration
+	for i := range 10 {
+		image := fmt.Sprintf("registry.example/dogear:v%d", i+2)
+		began := time.Now()
+		edit(t, ns, "books", func(p *v1alpha1.ReadingPipeline) { p.Spec.Image = image }, false)
+		eventually(t, 10*time.Second, "the new image on every role, observed", func() error {
+			for _, role := range []string{"ingest", "process", "api", "train"} {
+				var d appsv1.Deployment
+				if err := get(t, ns, "books-"+role, &d); err != nil {
+					return err
+				}
+				if img := d.Spec.Template.Spec.Containers[0].Image; img != image {
+					return fmt.Errorf("%s runs %s", role, img)
+				}
+			}
+			var p v1alpha1.ReadingPipeline
+			if err := get(t, ns, "books", &p); err != nil {
+				return err
+			}
+			if p.Status.ObservedGeneration != p.Generation {
+				return fmt.Errorf("observed %d of %d", p.Status.ObservedGeneration, p.Generation)
+			}
+			return nil
+		})
+		took = append(took, time.Since(began))
+	}
+	slices.Sort(took)
+	t.Logf("%d updates, update to applied and observed: p50 %v, p99 %v", len(took), took[len(took)/2].Round(time.Millisecond), took[len(took)*99/100].Round(time.Millisecond))
+}
