@@ -176,12 +176,7 @@ func (a *ServeApplier) Apply(ctx context.Context, s Snapshot) error {
 	if a.erased == nil {
 		a.erased = map[string]bool{}
 	}
-	if v := s.Config["model.pin"]; v != "" && v != a.pinned {
-		if err := a.call(ctx, http.MethodPost, "/v1/models/"+v+"/promote"); err != nil {
-			return fmt.Errorf("pinning model %s: %w", v, err)
-		}
-		a.pinned = v
-	}
+	// Erasures first: a pin that cannot apply must not hold them up.
 	for hash := range s.Erasures {
 		if a.erased[hash] {
 			continue
@@ -190,6 +185,12 @@ func (a *ServeApplier) Apply(ctx context.Context, s Snapshot) error {
 			return fmt.Errorf("erasure %s: %w", hash, err)
 		}
 		a.erased[hash] = true
+	}
+	if v := s.Config["model.pin"]; v != "" && v != a.pinned {
+		if err := a.call(ctx, http.MethodPost, "/v1/models/"+v+"/promote"); err != nil {
+			return fmt.Errorf("pinning model %s: %w", v, err)
+		}
+		a.pinned = v
 	}
 	return nil
 }

@@ -475,4 +475,12 @@ func erasureReachesServe(t *testing.T, ctx context.Context, chainID string, vals
 	if books(erased) != 0 || books(kept) == 0 {
 		t.Fatalf("after the erasure: %s has %d books, %s %d", erased, books(erased), kept, books(kept))
 	}
+	// A pinned model this dogear does not have is not applied, and the follower says why.
+	h = agree(t, vals, 3, "pin-missing", ledger.KindConfig, "model.pin", "99")
+	waitFor(t, 20*time.Second, "the follower did not report the missing model", func() bool {
+		return strings.Contains(f.Status().Error, "pinning model 99") && strings.Contains(f.Status().Error, "404")
+	})
+	if f.Status().Height >= h {
+		t.Fatalf("a pin the server refused counts as applied: %+v", f.Status())
+	}
 }
