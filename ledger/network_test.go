@@ -171,10 +171,11 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 }
 
 // submit proposes or approves as the validator's operator through the validator's RPC, once the
-// validator has committed height after: it checks a transaction against its own state, so an
-// approval sent before it has the proposal's block is refused.
+// validator's application has committed height after: it checks a transaction against its own
+// state, so an approval sent before it has the proposal's block is refused. A node stores a
+// block before its application commits it, so the sign of that is the next block.
 func submit(ctx context.Context, t *testing.T, v *validator, tx ledger.Tx, after int64) (int64, string, error) {
-	waitFor(t, 20*time.Second, v.name+" did not reach height "+fmt.Sprint(after), func() bool { return v.height(t) >= after })
+	waitFor(t, 20*time.Second, v.name+" did not pass height "+fmt.Sprint(after), func() bool { return after == 0 || v.height(t) > after })
 	id, err := ledger.ReadIdentity(filepath.Join(v.home, "identity.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -305,7 +306,7 @@ func TestFourValidators(t *testing.T) {
 	if _, _, err := ledger.Submit(ctx, vals[2].rpc, forged, key); err == nil || !strings.Contains(err.Error(), "sig:") {
 		t.Fatalf("an approval signed with another operator's key: %v", err)
 	}
-	waitFor(t, 20*time.Second, vals[2].name+" did not reach the approval's height", func() bool { return vals[2].height(t) >= h })
+	waitFor(t, 20*time.Second, vals[2].name+" did not reach the approval's height", func() bool { return vals[2].height(t) > h })
 	_, leaves, err := ledger.ReadLeaves(ctx, vals[2].rpc)
 	if err != nil || slices.ContainsFunc(leaves, func(l []byte) bool { return bytes.HasPrefix(l, []byte("config/model.pin=")) }) {
 		t.Fatalf("model.pin applied with 2 of 3 approvals (%v)", err)
