@@ -1,6 +1,7 @@
 package operator_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/dogear-dev/dogear/ledger"
 	"github.com/dogear-dev/dogear/operator"
 	"github.com/dogear-dev/dogear/operator/v1alpha1"
 )
@@ -596,4 +598,46 @@ func TestUpdateLatency(t *testing.T) {
 	}
 	slices.Sort(took)
 	t.Logf("%d updates, update to applied and observed: p50 %v, p99 %v", len(took), took[len(took)/2].Round(time.Millisecond), took[len(took)*99/100].Round(time.Millisecond))
+}
+
+// TestLedgerAppliesToThePipeline applies an agreed ledger state to a pipeline, as `dogear ledger
+// follow --pipeline` does: the image the parties agreed on reaches every role, and the pipeline
+// shows the ledger height and app hash it holds.
+func TestLedgerAppliesToThePipeline(t *testing.T) {
+	ns := namespace(t)
+	start(t, operator.Options{Namespace: ns})
+	if err := k8s.Create(context.Background(), pipeline(ns)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "api deployment", func() error { return get(t, ns, "books-api", &appsv1.Deployment{}) })
+	a := &ledger.PipelineApplier{Client: k8s, Namespace: ns, Name: "books"}
+	snap := ledger.Snapshot{Height: 41, AppHash: bytes.Repeat([]byte{0xAB}, 32),
+		Config: map[string]string{"pipeline.image": "registry.example/dogear:agreed", "recommender.interval": "2h", "retention.days": "365"}}
+	if err := a.Apply(context.Background(), snap); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the agreed image on every role", func() error {
+		for _, role := range []string{"ingest", "process", "api", "train"} {
+			var d appsv1.Deployment
+			if err := get(t, ns, "books-"+role, &d); err != nil {
+				return err
+			}
+			if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.example/dogear:agreed" {
+				return fmt.Errorf("%s runs %s", role, img)
+			}
+		}
+		return nil
+	})
+	var p v1alpha1.ReadingPipeline
+	if err := get(t, ns, "books", &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Annotations[ledger.AnnotationHeight] != "41" || p.Annotations[ledger.AnnotationAppHash] != strings.Repeat("AB", 32) || p.Spec.Recommender.Interval != "2h" {
+		t.Fatalf("pipeline after the ledger: annotations %v, recommender %+v", p.Annotations, p.Spec.Recommender)
+	}
+	// A value the CRD refuses is refused at admission, and the follower reports it.
+	snap.Config["recommender.interval"] = "every day"
+	if err := a.Apply(context.Background(), snap); err == nil || !strings.Contains(err.Error(), "interval") {
+		t.Fatalf("an interval the CRD refuses: %v", err)
+	}
 }

@@ -26,7 +26,7 @@ const ledgerUsage = `usage: dogear ledger init --home DIR --name NAME
        dogear ledger propose --home DIR --rpc URL --id ID --kind KIND --key KEY [--value VALUE]
        dogear ledger approve --home DIR --rpc URL --id ID
        dogear ledger show --rpc URL [--header HEIGHT]
-       dogear ledger follow --chain-id ID --primary URL --witnesses URL,... --trust-height H --trust-hash HEX --serve URL`
+       dogear ledger follow --chain-id ID --primary URL --witnesses URL,... --trust-height H --trust-hash HEX --serve URL|--pipeline NS/NAME`
 
 // ledgerCmd runs the configuration ledger's subcommands (package ledger).
 func ledgerCmd(args []string) error {
@@ -209,7 +209,7 @@ func ledgerShow(args []string) error {
 }
 
 func ledgerFollow(args []string) error {
-	fs := newFlags("ledger follow", "Follow the ledger with a light client and apply what it commits to a running embedded dogear serve")
+	fs := newFlags("ledger follow", "Follow the ledger with a light client and apply what it commits to a running embedded dogear serve or a ReadingPipeline")
 	f := ledger.Follower{}
 	fs.StringVar(&f.ChainID, "chain-id", "dogear-ledger", "the network's name")
 	fs.StringVar(&f.Primary, "primary", "http://127.0.0.1:26657", "the validator RPC to read from")
@@ -220,7 +220,8 @@ func ledgerFollow(args []string) error {
 	fs.DurationVar(&f.Interval, "interval", time.Second, "how often to look for a new height")
 	fs.DurationVar(&f.ClockDrift, "max-clock-drift", 10*time.Second, "how far validators' clocks may differ")
 	fs.DurationVar(&f.BlockLag, "max-block-lag", 10*time.Second, "how long a witness may take to reach the primary's height")
-	serveURL := fs.String("serve", "http://127.0.0.1:8080", "the embedded dogear serve to apply model pins and erasures to")
+	serveURL := fs.String("serve", "", "apply model pins and erasures to this embedded dogear serve (http://127.0.0.1:8080)")
+	pipeline := fs.String("pipeline", "", "or apply pipeline.image and recommender.interval to this ReadingPipeline (NAMESPACE/NAME)")
 	token := fs.String("token", "", "an admin token for it (dogear token --admin), when it checks them")
 	addr := fs.String("addr", "127.0.0.1:8091", "where GET /status reports the height and app hash applied")
 	if err := parse(fs, args); err != nil {
@@ -238,7 +239,20 @@ func ledgerFollow(args []string) error {
 	if len(f.Witnesses) == 0 {
 		return errors.New("--witnesses: at least one other validator is required")
 	}
-	f.Apply = (&ledger.ServeApplier{URL: *serveURL, Token: *token}).Apply
+	switch ns, name, ok := strings.Cut(*pipeline, "/"); {
+	case *serveURL != "" && *pipeline != "":
+		return errors.New("--serve and --pipeline: a follower applies to one of them")
+	case *serveURL != "":
+		f.Apply = (&ledger.ServeApplier{URL: *serveURL, Token: *token}).Apply
+	case ok:
+		cl, err := kubeClient()
+		if err != nil {
+			return err
+		}
+		f.Apply = (&ledger.PipelineApplier{Client: cl, Namespace: ns, Name: name}).Apply
+	default:
+		return errors.New("--serve URL or --pipeline NAMESPACE/NAME: where to apply the ledger")
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ln, err := net.Listen("tcp", *addr)

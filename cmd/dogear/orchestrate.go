@@ -126,11 +126,7 @@ func orchestrateRunCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := config.GetConfig()
-	if err != nil {
-		return fmt.Errorf("no Kubernetes API server to talk to: %w", err)
-	}
-	cl, err := client.New(cfg, client.Options{Scheme: operator.Scheme()})
+	cl, err := kubeClient()
 	if err != nil {
 		return err
 	}
@@ -140,4 +136,14 @@ func orchestrateRunCmd(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return ctl.Run(ctx, *interval)
+}
+
+// kubeClient is a client of the Kubernetes API server this process runs under (in a pod, or
+// $KUBECONFIG / ~/.kube/config) that knows the ReadingPipeline type.
+func kubeClient() (client.Client, error) {
+	cfg, err := config.GetConfig()
+	if err != nil {
+		return nil, fmt.Errorf("no Kubernetes API server to talk to: %w", err)
+	}
+	return client.New(cfg, client.Options{Scheme: operator.Scheme()})
 }
