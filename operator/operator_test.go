@@ -242,16 +242,7 @@ func TestUpdateRollsImagesAndRemovesWhatIsNoLongerWanted(t *testing.T) {
 		p.Spec.Canary = &v1alpha1.CanarySpec{Image: "registry.example/dogear:v3-rc1", Weight: 10}
 	}, false)
 	eventually(t, 10*time.Second, "new image on every role", func() error {
-		for _, role := range []string{"ingest", "process", "api", "train"} {
-			var d appsv1.Deployment
-			if err := get(t, ns, "books-"+role, &d); err != nil {
-				return err
-			}
-			if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.example/dogear:v2" {
-				return fmt.Errorf("%s runs %s", role, img)
-			}
-		}
-		return nil
+		return everyRoleRuns(t, ns, "registry.example/dogear:v2")
 	})
 	eventually(t, 10*time.Second, "archive role removed", func() error {
 		for _, obj := range []client.Object{&appsv1.Deployment{}, &corev1.Service{}, &corev1.ServiceAccount{}} {
@@ -576,14 +567,8 @@ func TestUpdateLatency(t *testing.T) {
 		began := time.Now()
 		edit(t, ns, "books", func(p *v1alpha1.ReadingPipeline) { p.Spec.Image = image }, false)
 		eventually(t, 10*time.Second, "the new image on every role, observed", func() error {
-			for _, role := range []string{"ingest", "process", "api", "train"} {
-				var d appsv1.Deployment
-				if err := get(t, ns, "books-"+role, &d); err != nil {
-					return err
-				}
-				if img := d.Spec.Template.Spec.Containers[0].Image; img != image {
-					return fmt.Errorf("%s runs %s", role, img)
-				}
+			if err := everyRoleRuns(t, ns, image); err != nil {
+				return err
 			}
 			var p v1alpha1.ReadingPipeline
 			if err := get(t, ns, "books", &p); err != nil {
@@ -617,16 +602,7 @@ func TestLedgerAppliesToThePipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "the agreed image on every role", func() error {
-		for _, role := range []string{"ingest", "process", "api", "train"} {
-			var d appsv1.Deployment
-			if err := get(t, ns, "books-"+role, &d); err != nil {
-				return err
-			}
-			if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.example/dogear:agreed" {
-				return fmt.Errorf("%s runs %s", role, img)
-			}
-		}
-		return nil
+		return everyRoleRuns(t, ns, "registry.example/dogear:agreed")
 	})
 	var p v1alpha1.ReadingPipeline
 	if err := get(t, ns, "books", &p); err != nil {
@@ -640,4 +616,18 @@ func TestLedgerAppliesToThePipeline(t *testing.T) {
 	if err := a.Apply(context.Background(), snap); err == nil || !strings.Contains(err.Error(), "interval") {
 		t.Fatalf("an interval the CRD refuses: %v", err)
 	}
+}
+
+// everyRoleRuns says which of pipeline books' stateless roles does not run image yet.
+func everyRoleRuns(t *testing.T, ns, image string) error {
+	for _, role := range []string{"ingest", "process", "api", "train"} {
+		var d appsv1.Deployment
+		if err := get(t, ns, "books-"+role, &d); err != nil {
+			return err
+		}
+		if img := d.Spec.Template.Spec.Containers[0].Image; img != image {
+			return fmt.Errorf("%s runs %s", role, img)
+		}
+	}
+	return nil
 }

@@ -48,23 +48,8 @@ func TestScaleOutOverKafka(t *testing.T) {
 	shared, keysDir := t.TempDir(), t.TempDir()
 	keysURL := "dir://" + keysDir
 	start := func(role string, extra ...string) (*exec.Cmd, string) {
-		addr := freeAddr(t)
-		args := append([]string{"serve", "--roles", role, "--log", logURL, "--partitions", fmt.Sprint(partitions),
-			"--addr", addr, "--data-dir", t.TempDir()}, extra...)
-		cmd := exec.Command(bin, args...)
-		var logbuf strings.Builder
-		cmd.Stderr = &lockedWriter{w: &logbuf}
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("%s %s log:\n%s", role, addr, cmd.Stderr.(*lockedWriter).String())
-			}
-		})
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		waitHealthy(t, addr)
-		return cmd, addr
+		return startServe(t, bin, role, append([]string{"--roles", role, "--log", logURL, "--partitions", fmt.Sprint(partitions),
+			"--data-dir", t.TempDir()}, extra...)...)
 	}
 	_, ingestAddr := start("ingest", "--keys", keysURL)
 	var procs []*exec.Cmd
@@ -188,6 +173,28 @@ func TestScaleOutOverKafka(t *testing.T) {
 		t.Fatalf("scaled-out state differs from one embedded process without the erased reader: %s %v", diff, err)
 	}
 	noCopyInTopic(t, cluster.ListenAddrs(), keysURL, target, passage)
+}
+
+// startServe runs `dogear serve` with args on a free loopback port until the test ends, and
+// waits until it answers; its log is printed, under name, if the test fails.
+func startServe(t *testing.T, bin, name string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	addr := freeAddr(t)
+	cmd := exec.Command(bin, append([]string{"serve", "--addr", addr}, args...)...)
+	log := &lockedWriter{w: &strings.Builder{}}
+	cmd.Stderr = log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s %s log:\n%s", name, addr, log.String())
+		}
+	})
+	waitHealthy(t, addr)
+	return cmd, addr
 }
 
 // exportAndErase exports the reader through the ingest role, checks that the export holds exactly

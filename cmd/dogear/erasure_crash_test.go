@@ -34,23 +34,9 @@ func TestErasureSurvivesACrash(t *testing.T) {
 	bin := buildBinary(t)
 	dataDir, stateDir, keysDir := t.TempDir(), t.TempDir(), t.TempDir()
 	start := func() (*exec.Cmd, string) {
-		addr := freeAddr(t)
-		cmd := exec.Command(bin, "serve", "--roles", "ingest,process", "--log", "kafka://"+strings.Join(cluster.ListenAddrs(), ",")+"/events",
+		return startServe(t, bin, "dogear", "--roles", "ingest,process", "--log", "kafka://"+strings.Join(cluster.ListenAddrs(), ",")+"/events",
 			"--partitions", "4", "--state", "partitioned://"+stateDir, "--keys", "dir://"+keysDir, "--group-session-timeout", "6s",
-			"--addr", addr, "--data-dir", dataDir)
-		cmd.Stderr = &lockedWriter{w: &strings.Builder{}}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			cmd.Process.Kill()
-			cmd.Wait()
-			if t.Failed() {
-				t.Logf("dogear log:\n%s", cmd.Stderr.(*lockedWriter).String())
-			}
-		})
-		waitHealthy(t, addr)
-		return cmd, addr
+			"--data-dir", dataDir)
 	}
 	caughtUp := func(addr string) {
 		t.Helper()
