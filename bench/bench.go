@@ -30,8 +30,10 @@ type Options struct {
 	Concurrency int
 	Gzip        bool
 	Queries     int // per query kind
-	Dir         string
-	Out         io.Writer
+	// Readers and Books shape the events: how many distinct readers and books they spread over.
+	Readers, Books int
+	Dir            string
+	Out            io.Writer
 	// Kafka also measures ingest into Kafka (franz-go's in-process cluster, kfake) in each run.
 	Kafka bool
 }
@@ -53,8 +55,8 @@ type Run struct {
 // Ingest runs the benchmark opts.Runs times and prints each run and the medians.
 func Ingest(ctx context.Context, opts Options) ([]Run, error) {
 	cfg := loadgen.DefaultConfig()
-	cfg.Readers, cfg.Books = 20_000, 5_000
-	fmt.Fprintf(opts.Out, "generating %d events in batches of %d...\n", opts.Events, opts.Batch)
+	cfg.Readers, cfg.Books = opts.Readers, opts.Books
+	fmt.Fprintf(opts.Out, "generating %d events of %d readers and %d books in batches of %d...\n", opts.Events, opts.Readers, opts.Books, opts.Batch)
 	gen := loadgen.New(cfg)
 	batches := opts.Events / opts.Batch
 	events := make([][]event.Event, batches)
@@ -191,8 +193,8 @@ func once(ctx context.Context, opts Options, events [][]event.Event, bodies [][]
 func Report(w io.Writer, opts Options, runs []Run) {
 	med := func(f func(Run) float64) float64 { return median(runs, f) }
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	fmt.Fprintf(w, "\nMedians of %d runs, %d events per run, batches of %d, %d concurrent clients, gzip=%v:\n\n",
-		len(runs), opts.Events, opts.Batch, opts.Concurrency, opts.Gzip)
+	fmt.Fprintf(w, "\nMedians of %d runs, %d events per run of %d readers and %d books, batches of %d, %d concurrent clients, gzip=%v:\n\n",
+		len(runs), opts.Events, opts.Readers, opts.Books, opts.Batch, opts.Concurrency, opts.Gzip)
 	fmt.Fprintf(w, "| measure | median |\n| --- | --- |\n")
 	fmt.Fprintf(w, "| baseline: bare durable log appends | %.0f events/s |\n", med(func(r Run) float64 { return r.BaselineEPS }))
 	fmt.Fprintf(w, "| HTTP ingest, acknowledged after fsync | %.0f events/s |\n", med(func(r Run) float64 { return r.IngestEPS }))

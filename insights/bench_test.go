@@ -20,7 +20,7 @@ func BenchmarkApply(b *testing.B) {
 	gen := loadgen.New(loadgen.Config{Readers: 5000, Books: 1000, Seed: 3, Start: end.Add(-60 * 24 * time.Hour), End: end})
 	events := gen.Batch(200_000)
 	var w state.Writes
-	t := &tx{s: s, w: &w}
+	t := state.Overlay{Base: s, Writes: &w}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if i%2000 == 0 {

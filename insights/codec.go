@@ -49,6 +49,15 @@ func (d *decoder) int() int64 {
 	return v
 }
 
+// optInt reads a field added after records were first written: a record that ends before it
+// holds 0 there.
+func (d *decoder) optInt() int64 {
+	if d.err == nil && len(d.b) == 0 {
+		return 0
+	}
+	return d.int()
+}
+
 func (d *decoder) float() float64 {
 	if d.err != nil || len(d.b) < 8 {
 		d.err = errCorrupt
@@ -153,6 +162,7 @@ func (m *ReaderMeta) encode(e *encoder) {
 	e.int(m.Events)
 	e.int(m.First)
 	e.int(m.Last)
+	e.int(m.LastActive)
 }
 
 func (m *ReaderMeta) decode(d *decoder) {
@@ -162,6 +172,7 @@ func (m *ReaderMeta) decode(d *decoder) {
 	m.Events = d.int()
 	m.First = d.int()
 	m.Last = d.int()
+	m.LastActive = d.optInt()
 }
 
 func (s *Slot) encode(e *encoder) { e.int(s.MS); e.int(s.Events) }
@@ -172,6 +183,7 @@ func (c *PartitionCounts) encode(e *encoder) {
 	e.int(c.ReadingEvents)
 	e.int(c.Readers)
 	e.int(c.ReaderBooks)
+	e.int(boolInt(c.Aggregated))
 }
 
 func (c *PartitionCounts) decode(d *decoder) {
@@ -179,4 +191,12 @@ func (c *PartitionCounts) decode(d *decoder) {
 	c.ReadingEvents = d.int()
 	c.Readers = d.int()
 	c.ReaderBooks = d.int()
+	c.Aggregated = d.optInt() == 1
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -24,7 +24,8 @@ func Erase(src state.Reader, w *state.Writes, partition int, reader string) (boo
 	}
 	prefix := readerPrefix(reader)
 	found := false
-	days := map[string]bool{}
+	days := map[string]int64{} // active days: their key's string and their day number
+	var meta ReaderMeta
 	var books []ReaderBook
 	err = state.ScanPrefix(src, prefix, func(k, v []byte) error {
 		found = true
@@ -32,7 +33,6 @@ func Erase(src state.Reader, w *state.Writes, partition int, reader string) (boo
 		rest := k[len(prefix):]
 		switch {
 		case len(rest) == 1 && rest[0] == 'm':
-			var meta ReaderMeta
 			if err := decodeRecord(v, &meta); err != nil {
 				return err
 			}
@@ -50,8 +50,8 @@ func Erase(src state.Reader, w *state.Writes, partition int, reader string) (boo
 				return err
 			}
 			counts.ReadingEvents -= s.Events
-			slot := int64(binary.BigEndian.Uint64(rest[2:]))
-			days[dayString(slot*slotSeconds*1000)] = true
+			ms := int64(binary.BigEndian.Uint64(rest[2:])) * slotSeconds * 1000
+			days[dayString(ms)] = dayNumber(ms)
 		}
 		return nil
 	})
@@ -78,8 +78,17 @@ func Erase(src state.Reader, w *state.Writes, partition int, reader string) (boo
 			}
 		}
 	}
-	for day := range days {
+	tx := state.Overlay{Base: src, Writes: w}
+	for day, n := range days {
 		w.Delete(activeKey(day, reader))
+		if err := addDaily(tx, dailyActive, n, partition, -1); err != nil {
+			return false, err
+		}
+	}
+	if meta.LastActive > 0 {
+		if err := addDaily(tx, dailyLast, meta.LastActive-1, partition, -1); err != nil {
+			return false, err
+		}
 	}
 	w.Put(countsKey(partition), encodeRecord(&counts))
 	return true, nil

@@ -2,6 +2,7 @@ package insights
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"strings"
@@ -27,8 +28,10 @@ func Apply(tx Tx, partition int, e *event.Event) (bool, error) {
 	tx.Put(sk, nil)
 
 	var counts PartitionCounts
-	if err := load(tx, countsKey(partition), &counts); err != nil {
+	if found, err := loadFound(tx, countsKey(partition), &counts); err != nil {
 		return false, err
+	} else if !found {
+		counts.Aggregated = true // the partition's first event: its aggregates start complete
 	}
 	counts.Events++
 	at := e.Time.UnixMilli()
@@ -48,8 +51,8 @@ func Apply(tx Tx, partition int, e *event.Event) (bool, error) {
 	if e.TZ != "" && later(at, e.ID, meta.TZAt, meta.TZID) {
 		meta.TZ, meta.TZAt, meta.TZID = e.TZ, at, e.ID
 	}
-	tx.Put(metaKey(e.Reader), encodeRecord(&meta))
 	if e.Type == event.Track {
+		tx.Put(metaKey(e.Reader), encodeRecord(&meta))
 		// Tracking calls count as events and may carry the reader's time zone; nothing else.
 		tx.Put(countsKey(partition), encodeRecord(&counts))
 		return true, nil
@@ -69,7 +72,11 @@ func Apply(tx Tx, partition int, e *event.Event) (bool, error) {
 		if err := applyReading(tx, &rb, e, at); err != nil {
 			return false, err
 		}
+		if err := markActive(tx, partition, &meta, e.Reader, at); err != nil {
+			return false, err
+		}
 	}
+	tx.Put(metaKey(e.Reader), encodeRecord(&meta))
 	switch e.Type {
 	case event.Rating:
 		if later(at, e.ID, rb.RatedAt, rb.RatingID) {
@@ -100,7 +107,6 @@ func applyReading(tx Tx, rb *ReaderBook, e *event.Event, at int64) error {
 		}
 		tx.Put(startKey(rb.First/3_600_000, rb.Book, rb.Reader), nil)
 	}
-	tx.Put(activeKey(dayString(at), e.Reader), nil)
 
 	pos, hasPos := position(e)
 	if hasPos {
@@ -194,6 +200,58 @@ func minNonZero(a, b int64) int64 {
 		return b
 	}
 	return a
+}
+
+// markActive records that the reader read on at's UTC day: the day's active key, and, the first
+// time, the day's count of active readers; and, when it is their latest reading day so far,
+// moves them into that day's count of readers last active then.
+func markActive(tx Tx, partition int, meta *ReaderMeta, reader string, at int64) error {
+	day := dayNumber(at)
+	if day+1 == meta.LastActive {
+		return nil // active that day already: the common case, with no read
+	}
+	ak := activeKey(dayString(at), reader)
+	if _, seen, err := tx.Get(ak); err != nil {
+		return err
+	} else if !seen {
+		tx.Put(ak, nil)
+		if err := addDaily(tx, dailyActive, day, partition, 1); err != nil {
+			return err
+		}
+	}
+	if day+1 <= meta.LastActive {
+		return nil
+	}
+	if meta.LastActive > 0 {
+		if err := addDaily(tx, dailyLast, meta.LastActive-1, partition, -1); err != nil {
+			return err
+		}
+	}
+	meta.LastActive = day + 1
+	return addDaily(tx, dailyLast, day, partition, 1)
+}
+
+// addDaily adds n to a partition's daily aggregate, deleting it at zero so that an erased
+// reader's days leave nothing behind.
+func addDaily(tx Tx, kind byte, day int64, partition int, n int64) error {
+	k := dailyKey(kind, day, partition)
+	v, _, err := tx.Get(k)
+	if err != nil {
+		return err
+	}
+	var c int64
+	if len(v) > 0 {
+		var read int
+		if c, read = binary.Varint(v); read <= 0 {
+			return fmt.Errorf("insights: corrupt daily count %q", k)
+		}
+	}
+	if c += n; c == 0 {
+		tx.Delete(k)
+	} else {
+		tx.Put(k, binary.AppendVarint(nil, c))
+	}
+	return nil
 }
 
 func load(tx Tx, key []byte, v record) error {

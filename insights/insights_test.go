@@ -26,7 +26,7 @@ func fold(t *testing.T, events []event.Event, rng *rand.Rand) state.Store {
 	}
 	t.Cleanup(func() { s.Close() })
 	var w state.Writes
-	tx := &tx{s: s, w: &w}
+	tx := state.Overlay{Base: s, Writes: &w}
 	offsets := make([]int64, partitions)
 	for i := 0; i < len(events); {
 		n := 1 + rng.IntN(200)
@@ -49,20 +49,6 @@ func fold(t *testing.T, events []event.Event, rng *rand.Rand) state.Store {
 	}
 	return s
 }
-
-type tx struct {
-	s state.Store
-	w *state.Writes
-}
-
-func (t *tx) Get(k []byte) ([]byte, bool, error) {
-	if v, found, del := t.w.Lookup(k); found {
-		return v, !del, nil
-	}
-	return t.s.Get(k)
-}
-func (t *tx) Put(k, v []byte) { t.w.Put(k, v) }
-func (t *tx) Delete(k []byte) { t.w.Delete(k) }
 
 // snapshot is every insight dogear can answer, as JSON, plus the raw state.
 func snapshot(t *testing.T, s state.Store, events []event.Event, asOf time.Time) string {
@@ -162,4 +148,64 @@ func firstDiff(a, b string) string {
 		}
 	}
 	return fmt.Sprintf("lengths %d vs %d", len(al), len(bl))
+}
+
+// TestPlatformAggregates checks daily and monthly active readers against a count made from the
+// events themselves, after shuffled folding and two erasures: at the end of the history, where
+// the partitions' daily aggregates answer (the per-reader active keys are deleted first, so only
+// they can), and mid-history, where readers read after as_of and the active keys are counted.
+func TestPlatformAggregates(t *testing.T) {
+	end := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	events := loadgen.New(loadgen.Config{Readers: 60, Books: 20, Seed: 11, Start: end.Add(-60 * 24 * time.Hour), End: end}).Batch(4000)
+	rng := rand.New(rand.NewPCG(11, 3))
+	rng.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
+	s := fold(t, events, rng)
+	erased := map[string]bool{events[0].Reader: true, events[1].Reader: true}
+	for r := range erased {
+		part := eventlog.PartitionFor(r, partitions)
+		var w state.Writes
+		if found, err := insights.Erase(s, &w, part, r); err != nil || !found {
+			t.Fatalf("erase %s: %v %v", r, found, err)
+		}
+		off, _ := s.Offset(part)
+		if err := s.Commit(part, off, &w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := func(asOf time.Time) (dau, mau int) {
+		today := asOf.UTC().Truncate(24 * time.Hour)
+		day, month := map[string]bool{}, map[string]bool{}
+		for _, e := range events {
+			if !e.Type.IsReading() || erased[e.Reader] {
+				continue
+			}
+			d := e.Time.UTC().Truncate(24 * time.Hour)
+			if d.Equal(today) {
+				day[e.Reader] = true
+			}
+			if !d.After(today) && d.After(today.Add(-insights.MAUWindowDays*24*time.Hour)) {
+				month[e.Reader] = true
+			}
+		}
+		return len(day), len(month)
+	}
+	mid := end.Add(-25 * 24 * time.Hour)
+	check := func(asOf time.Time) {
+		t.Helper()
+		ps, err := insights.Platform(s, asOf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dau, mau := want(asOf); ps.DAU != dau || ps.MAU != mau || dau == 0 {
+			t.Fatalf("as of %s: DAU %d MAU %d, the events say %d and %d", asOf, ps.DAU, ps.MAU, dau, mau)
+		}
+	}
+	check(mid)
+	var w state.Writes
+	s.Scan([]byte("p\x00a\x00"), state.PrefixEnd([]byte("p\x00a\x00")), func(k, _ []byte) error { w.Delete(k); return nil })
+	off, _ := s.Offset(0)
+	if err := s.Commit(0, off, &w); err != nil || w.Len() == 0 {
+		t.Fatalf("deleting %d active keys: %v", w.Len(), err)
+	}
+	check(end.Add(-time.Hour))
 }

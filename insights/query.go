@@ -3,6 +3,7 @@ package insights
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"sort"
 	"strings"
@@ -427,27 +428,12 @@ type PlatformStats struct {
 
 // Platform computes daily active readers (readers with a reading event on as_of's UTC day),
 // monthly active readers (distinct readers over the 30 UTC days ending that day), the daily
-// series, and totals.
+// series, and totals. It reads the partitions' daily aggregates, a few keys per day whatever the
+// readership, when every partition kept them and no reader read after as_of's day; otherwise
+// (state from before the aggregates, or a look back in time) it counts the active readers' keys.
 func Platform(src state.Reader, asOf time.Time) (*PlatformStats, error) {
 	out := &PlatformStats{AsOf: asOf.UTC(), Daily: []DayCount{}}
-	month := map[string]struct{}{}
-	today := civilOf(asOf.UTC())
-	for i := MAUWindowDays - 1; i >= 0; i-- {
-		day := today.add(-i).String()
-		prefix := activePrefix(day)
-		n := 0
-		err := state.ScanPrefix(src, prefix, func(k, _ []byte) error {
-			n++
-			month[string(k[len(prefix):])] = struct{}{}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-		out.Daily = append(out.Daily, DayCount{Date: day, Readers: n})
-	}
-	out.DAU = out.Daily[len(out.Daily)-1].Readers
-	out.MAU = len(month)
+	aggregated := true
 	err := state.ScanPrefix(src, countsPrefix, func(_, v []byte) error {
 		var c PartitionCounts
 		if err := decodeRecord(v, &c); err != nil {
@@ -457,9 +443,89 @@ func Platform(src state.Reader, asOf time.Time) (*PlatformStats, error) {
 		out.Totals.ReadingEvents += c.ReadingEvents
 		out.Totals.Readers += c.Readers
 		out.Totals.ReaderBooks += c.ReaderBooks
+		aggregated = aggregated && c.Aggregated
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	today := dayNumber(asOf.UnixMilli())
+	if aggregated {
+		var later int64
+		if later, err = sumDaily(src, dailyLast, today+1, math.MaxInt64, nil); err != nil {
+			return nil, err
+		}
+		aggregated = later == 0
+	}
+	if aggregated {
+		err = platformFromAggregates(src, today, out)
+	} else {
+		err = platformFromActiveKeys(src, today, out)
+	}
 	return out, err
+}
+
+// platformFromAggregates: daily actives are the day's counts; as no reader read after today,
+// the monthly actives are the readers whose latest reading day falls in the 30 days.
+func platformFromAggregates(src state.Reader, today int64, out *PlatformStats) error {
+	from := today - MAUWindowDays + 1
+	perDay := map[int64]int64{}
+	if _, err := sumDaily(src, dailyActive, from, today+1, perDay); err != nil {
+		return err
+	}
+	for d := from; d <= today; d++ {
+		out.Daily = append(out.Daily, DayCount{Date: dayString(d * 86_400_000), Readers: int(perDay[d])})
+	}
+	out.DAU = out.Daily[len(out.Daily)-1].Readers
+	mau, err := sumDaily(src, dailyLast, from, today+1, nil)
+	out.MAU = int(mau)
+	return err
+}
+
+// sumDaily sums a daily aggregate over the days [from, to) and every partition, and, with perDay,
+// by day.
+func sumDaily(src state.Reader, kind byte, from, to int64, perDay map[int64]int64) (int64, error) {
+	var total int64
+	prefix := dailyPrefix(kind)
+	lower := binary.BigEndian.AppendUint64(append([]byte(nil), prefix...), uint64(max(0, from)))
+	upper := binary.BigEndian.AppendUint64(append([]byte(nil), prefix...), uint64(to))
+	if to == math.MaxInt64 {
+		upper = state.PrefixEnd(prefix)
+	}
+	err := src.Scan(lower, upper, func(k, v []byte) error {
+		n, read := binary.Varint(v)
+		if read <= 0 {
+			return fmt.Errorf("insights: corrupt daily count %q", k)
+		}
+		total += n
+		if perDay != nil {
+			perDay[int64(binary.BigEndian.Uint64(k[len(prefix):]))] += n
+		}
+		return nil
+	})
+	return total, err
+}
+
+// platformFromActiveKeys counts every active reader's key of the 30 days.
+func platformFromActiveKeys(src state.Reader, today int64, out *PlatformStats) error {
+	month := map[string]struct{}{}
+	for d := today - MAUWindowDays + 1; d <= today; d++ {
+		day := dayString(d * 86_400_000)
+		prefix := activePrefix(day)
+		n := 0
+		err := state.ScanPrefix(src, prefix, func(k, _ []byte) error {
+			n++
+			month[string(k[len(prefix):])] = struct{}{}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		out.Daily = append(out.Daily, DayCount{Date: day, Readers: n})
+	}
+	out.DAU = out.Daily[len(out.Daily)-1].Readers
+	out.MAU = len(month)
+	return nil
 }
 
 // civil is a calendar date, free of time zones and daylight saving.

@@ -53,6 +53,9 @@ type ReaderMeta struct {
 	Events int64
 	First  int64
 	Last   int64
+	// LastActive is the UTC day (days since 1970, plus one; 0 = never) of the reader's latest
+	// reading event: the reader counts in that day's "last active" aggregate.
+	LastActive int64
 }
 
 // Slot is a reader's reading activity in one 15-minute slot of UTC time. Every time zone's
@@ -71,6 +74,9 @@ type PartitionCounts struct {
 	ReadingEvents int64 `json:"reading_events"`
 	Readers       int64 `json:"readers"`
 	ReaderBooks   int64 `json:"reader_books"`
+	// Aggregated says the partition's daily aggregates (dailyKey) were kept from its first
+	// event, so queries may use them; state folded before they existed lacks them until a rebuild.
+	Aggregated bool `json:"-"`
 }
 
 // Key layout. Ids cannot contain control characters, so \x00 separates components without
@@ -119,5 +125,21 @@ var countsPrefix = []byte("p" + sep + "c" + sep)
 func countsKey(partition int) []byte {
 	return binary.BigEndian.AppendUint16(append([]byte(nil), countsPrefix...), uint16(partition))
 }
+
+// Daily aggregates, per partition, so that platform queries read a few keys per day instead of
+// every active reader: how many readers were active on a UTC day, and how many readers' latest
+// reading day it is. The day is big-endian, so a window of days is one range scan.
+const (
+	dailyActive = 'n'
+	dailyLast   = 'l'
+)
+
+func dailyPrefix(kind byte) []byte { return []byte{'p', 0, kind, 0} }
+func dailyKey(kind byte, day int64, partition int) []byte {
+	return binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint64(dailyPrefix(kind), uint64(day)), uint16(partition))
+}
+
+// dayNumber is the UTC day of a moment, in days since 1970.
+func dayNumber(ms int64) int64 { return time.UnixMilli(ms).UTC().Unix() / 86400 }
 
 func dayString(ms int64) string { return time.UnixMilli(ms).UTC().Format("2006-01-02") }

@@ -148,7 +148,7 @@ func (p *Processor) partition(ctx context.Context, part int, untilEnd bool) erro
 		}
 	}
 	var w state.Writes
-	tx := &overlay{store: store, w: &w}
+	tx := &overlay{store: store, Overlay: state.Overlay{Base: store, Writes: &w}}
 	for {
 		progressed, behind := false, false
 		for i := range p.sources {
@@ -184,7 +184,7 @@ func (p *Processor) batch(ctx context.Context, tx *overlay, part, source int, of
 		pt.mu.Unlock()
 		return off, err
 	}
-	tx.w.Reset()
+	tx.Writes.Reset()
 	started := time.Now()
 	f, err := p.fold(ctx, tx, part, p.sources[source], recs)
 	if err != nil {
@@ -192,7 +192,7 @@ func (p *Processor) batch(ctx context.Context, tx *overlay, part, source int, of
 		return off, err
 	}
 	next := recs[f.n-1].Offset + 1
-	err = tx.store.Commit(slot(source, part), next, tx.w)
+	err = tx.store.Commit(slot(source, part), next, tx.Writes)
 	if err == nil {
 		pt.applied[source].Store(next)
 	}
@@ -287,10 +287,10 @@ func (p *Processor) fold(ctx context.Context, tx *overlay, part int, src eventlo
 			case r.Marker && i > 0:
 				return folded{n: i}, nil
 			case r.Marker:
-				if _, err := insights.Erase(tx.store, tx.w, part, r.Reader); err != nil {
+				if _, err := insights.Erase(tx.store, tx.Writes, part, r.Reader); err != nil {
 					return folded{}, err
 				}
-				tx.w.MustBeDurable()
+				tx.Writes.MustBeDurable()
 				return folded{n: 1, shred: r.KeyID}, nil
 			}
 			value = r.Event
@@ -436,20 +436,12 @@ func (p *Processor) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// overlay lets a batch read its own uncommitted writes over the partition's store.
+// overlay is a batch's view of its partition: the store it commits to, read through the batch's
+// uncommitted writes.
 type overlay struct {
 	store state.Store
-	w     *state.Writes
+	state.Overlay
 }
-
-func (o *overlay) Get(k []byte) ([]byte, bool, error) {
-	if v, found, del := o.w.Lookup(k); found {
-		return v, !del, nil
-	}
-	return o.store.Get(k)
-}
-func (o *overlay) Put(k, v []byte) { o.w.Put(k, v) }
-func (o *overlay) Delete(k []byte) { o.w.Delete(k) }
 
 // Metrics are the package's collectors, for the registry of the process that uses it. They count
 // process-wide, whichever registry exposes them.

@@ -141,6 +141,26 @@ func (w *Writes) Reset() {
 	w.durable = false
 }
 
+// Overlay reads Base through pending Writes, so that a fold sees its own uncommitted writes.
+type Overlay struct {
+	Base   Reader
+	Writes *Writes
+}
+
+// Get returns the pending write for key, if any, and otherwise Base's value.
+func (o Overlay) Get(key []byte) ([]byte, bool, error) {
+	if v, found, del := o.Writes.Lookup(key); found {
+		return v, !del, nil
+	}
+	return o.Base.Get(key)
+}
+
+// Put adds a pending write.
+func (o Overlay) Put(key, value []byte) { o.Writes.Put(key, value) }
+
+// Delete adds a pending delete.
+func (o Overlay) Delete(key []byte) { o.Writes.Delete(key) }
+
 // Diff compares every key and value of two stores and describes the first difference, or
 // returns "" when they hold the same data.
 func Diff(a, b Reader) (string, error) {

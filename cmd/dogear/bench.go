@@ -83,7 +83,7 @@ func benchCmd(args []string) error {
 	if len(args) > 0 && args[0] == "ingest" {
 		args = args[1:]
 	}
-	opts := bench.Options{Runs: 3, Events: 1_000_000, Batch: 1000, Concurrency: 8, Queries: 300, Out: os.Stderr}
+	opts := bench.Options{Runs: 3, Events: 1_000_000, Batch: 1000, Concurrency: 8, Queries: 300, Readers: 20_000, Books: 5_000, Out: os.Stderr}
 	fs := newFlags("bench", "Benchmark durable HTTP ingest against bare log appends, processing, and query latency; prints medians")
 	fs.IntVar(&opts.Runs, "runs", opts.Runs, "repetitions; the report gives medians")
 	fs.IntVar(&opts.Events, "events", opts.Events, "events per run")
@@ -91,6 +91,8 @@ func benchCmd(args []string) error {
 	fs.IntVar(&opts.Concurrency, "concurrency", opts.Concurrency, "concurrent clients")
 	fs.BoolVar(&opts.Gzip, "gzip", false, "gzip request bodies")
 	fs.IntVar(&opts.Queries, "queries", opts.Queries, "queries per kind")
+	fs.IntVar(&opts.Readers, "readers", opts.Readers, "distinct readers the events spread over")
+	fs.IntVar(&opts.Books, "books", opts.Books, "distinct books the events spread over")
 	fs.BoolVar(&opts.Kafka, "kafka", false, "also measure ingest into Kafka (an in-process kfake cluster) in each run")
 	fs.StringVar(&opts.Dir, "dir", "", "folder for the benchmark's data (default: the system temp folder)")
 	return runBench(fs, args, func(ctx context.Context) error {
