@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"sort"
 	"testing"
 	"time"
 
@@ -150,10 +152,10 @@ func firstDiff(a, b string) string {
 	return fmt.Sprintf("lengths %d vs %d", len(al), len(bl))
 }
 
-// TestPlatformAggregates checks daily and monthly active readers against a count made from the
-// events themselves, after shuffled folding and two erasures: at the end of the history, where
-// the partitions' daily aggregates answer (the per-reader active keys are deleted first, so only
-// they can), and mid-history, where readers read after as_of and the active keys are counted.
+// TestPlatformAggregates checks daily and monthly active readers and trending against counts made
+// from the events themselves, after shuffled folding and two erasures: mid-history, where readers
+// read after as_of and the active keys are counted, and at the end of the history after the
+// per-reader active keys are deleted, so that only the partitions' daily aggregates can answer.
 func TestPlatformAggregates(t *testing.T) {
 	end := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	events := loadgen.New(loadgen.Config{Readers: 60, Books: 20, Seed: 11, Start: end.Add(-60 * 24 * time.Hour), End: end}).Batch(4000)
@@ -189,6 +191,42 @@ func TestPlatformAggregates(t *testing.T) {
 		}
 		return len(day), len(month)
 	}
+	// Trending as docs/insights.md defines it: each reader's earliest reading event of a book
+	// is a start, weighted by its hour's age.
+	trending := func(asOf time.Time) []insights.TrendingBook {
+		first := map[[2]string]time.Time{}
+		for _, e := range events {
+			k := [2]string{e.Reader, e.Book}
+			if e.Type.IsReading() && !erased[e.Reader] && (first[k].IsZero() || e.Time.Before(first[k])) {
+				first[k] = e.Time
+			}
+		}
+		byBook := map[string]*insights.TrendingBook{}
+		for k, at := range first {
+			hour := at.Unix() / 3600
+			if hour < asOf.Add(-insights.TrendingWindow).Unix()/3600 || hour > asOf.Unix()/3600 {
+				continue
+			}
+			age := max(0, float64(asOf.Unix())/3600-(float64(hour)+0.5))
+			if byBook[k[1]] == nil {
+				byBook[k[1]] = &insights.TrendingBook{Book: k[1]}
+			}
+			byBook[k[1]].Score += math.Pow(0.5, age/insights.TrendingHalfLife.Hours())
+			byBook[k[1]].Starts++
+		}
+		var out []insights.TrendingBook
+		for _, tb := range byBook {
+			tb.Score = math.Round(tb.Score*10000) / 10000
+			out = append(out, *tb)
+		}
+		sort.Slice(out, func(i, j int) bool {
+			if out[i].Score != out[j].Score {
+				return out[i].Score > out[j].Score
+			}
+			return out[i].Book < out[j].Book
+		})
+		return out
+	}
 	mid := end.Add(-25 * 24 * time.Hour)
 	check := func(asOf time.Time) {
 		t.Helper()
@@ -198,6 +236,13 @@ func TestPlatformAggregates(t *testing.T) {
 		}
 		if dau, mau := want(asOf); ps.DAU != dau || ps.MAU != mau || dau == 0 {
 			t.Fatalf("as of %s: DAU %d MAU %d, the events say %d and %d", asOf, ps.DAU, ps.MAU, dau, mau)
+		}
+		tr, err := insights.Trending(s, asOf, 0, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := trending(asOf); len(tr) == 0 || fmt.Sprint(tr) != fmt.Sprint(want) {
+			t.Fatalf("as of %s: trending\n%v\nthe events say\n%v", asOf, tr, want)
 		}
 	}
 	check(mid)
