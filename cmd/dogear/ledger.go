@@ -142,14 +142,17 @@ func ledgerSubmit(name, summary string, args []string, propose bool) error {
 		fs.StringVar(&tx.Key, "key", "", "what changes: a config key, a reader hash, a kind, an operator's name, a validator's key")
 		fs.StringVar(&tx.Value, "value", "", "the new value (empty removes an operator)")
 	}
-	reader := fs.String("reader", "", "with --kind erasure: the reader id, hashed here so that the ledger never sees it")
+	var reader *string
+	if propose {
+		reader = fs.String("reader", "", "with --kind erasure: the reader id, hashed here so that the ledger never sees it")
+	}
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *home == "" || tx.ID == "" {
 		return errors.New("--home and --id are required")
 	}
-	if *reader != "" {
+	if reader != nil && *reader != "" {
 		tx.Key = ledger.HashReader(*reader)
 	}
 	id, err := ledger.ReadIdentity(*home + "/identity.json")
