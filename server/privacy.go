@@ -49,6 +49,7 @@ func (s *Server) privacyRoutes(mux *http.ServeMux, h holdings, afterErasure func
 				return
 			}
 			if !found {
+				s.erasures.done(true) // the search visited every reader: it counts like an erasure
 				httpjson.Write(w, http.StatusOK, map[string]any{"erased": reader, "found": false})
 				return
 			}
