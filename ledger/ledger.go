@@ -25,7 +25,8 @@ const (
 	KindValidator = "validator" // add a validator, change its power or remove it (power 0)
 )
 
-var kinds = []string{KindConfig, KindErasure, KindPolicy, KindOperator, KindValidator}
+// Kinds are every kind of change, each with its own threshold in the policy.
+var Kinds = []string{KindConfig, KindErasure, KindPolicy, KindOperator, KindValidator}
 
 // State is the ledger's whole state. Every change goes through Apply, in block order, so every
 // validator holds the same State at every height.
@@ -74,7 +75,7 @@ func NewState(g Genesis) (*State, error) {
 		}
 		s.Operators[name] = key
 	}
-	for _, k := range kinds {
+	for _, k := range Kinds {
 		t, ok := g.Policy[k]
 		if !ok || t < 1 || t > len(s.Operators) {
 			return nil, fmt.Errorf("genesis: policy %q is %d: want 1 to %d operators", k, t, len(s.Operators))
@@ -192,8 +193,8 @@ func (s *State) checkChange(kind, key, value string) error {
 		}
 	case KindPolicy:
 		t, err := strconv.Atoi(value)
-		if !slices.Contains(kinds, key) {
-			return fmt.Errorf("key: policy of %q, want one of %s", key, strings.Join(kinds, ", "))
+		if !slices.Contains(Kinds, key) {
+			return fmt.Errorf("key: policy of %q, want one of %s", key, strings.Join(Kinds, ", "))
 		}
 		if err != nil || t < 1 || t > len(s.Operators) {
 			return fmt.Errorf("value: threshold %q, want 1 to %d operators", value, len(s.Operators))
@@ -206,7 +207,7 @@ func (s *State) checkChange(kind, key, value string) error {
 			if _, ok := s.Operators[key]; !ok {
 				return fmt.Errorf("key: no operator %q to remove", key)
 			}
-			for _, k := range kinds {
+			for _, k := range Kinds {
 				if s.Policy[k] > len(s.Operators)-1 {
 					return fmt.Errorf("key: removing %q would leave %d operators, fewer than policy %q needs (%d): lower it first", key, len(s.Operators)-1, k, s.Policy[k])
 				}
@@ -231,7 +232,7 @@ func (s *State) checkChange(kind, key, value string) error {
 			return fmt.Errorf("key: the last validator cannot be removed")
 		}
 	default:
-		return fmt.Errorf("kind: %q, want one of %s", kind, strings.Join(kinds, ", "))
+		return fmt.Errorf("kind: %q, want one of %s", kind, strings.Join(Kinds, ", "))
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -69,10 +70,7 @@ func ledgerGenesis(args []string) error {
 		return err
 	}
 	var ids []ledger.Identity
-	for f := range strings.SplitSeq(*idFiles, ",") {
-		if f == "" {
-			continue
-		}
+	for _, f := range commaList(*idFiles) {
 		id, err := ledger.ReadIdentity(f)
 		if err != nil {
 			return err
@@ -83,17 +81,14 @@ func ledgerGenesis(args []string) error {
 		return errors.New("--identities: no identity.json given")
 	}
 	pol := map[string]int{}
-	for _, k := range []string{ledger.KindConfig, ledger.KindErasure, ledger.KindPolicy, ledger.KindOperator, ledger.KindValidator} {
+	for _, k := range ledger.Kinds {
 		pol[k] = len(ids)*2/3 + 1
 	}
-	for kv := range strings.SplitSeq(*policy, ",") {
-		if kv == "" {
-			continue
-		}
+	for _, kv := range commaList(*policy) {
 		k, v, _ := strings.Cut(kv, "=")
 		n, err := strconv.Atoi(v)
-		if err != nil {
-			return fmt.Errorf("--policy: %q is not kind=number", kv)
+		if err != nil || !slices.Contains(ledger.Kinds, k) {
+			return fmt.Errorf("--policy: %q is not kind=number with a kind of %s", kv, strings.Join(ledger.Kinds, ", "))
 		}
 		pol[k] = n
 	}
@@ -119,11 +114,7 @@ func ledgerNode(args []string) error {
 	if o.Home == "" {
 		return errors.New("--home is required")
 	}
-	for p := range strings.SplitSeq(*peers, ",") {
-		if p != "" {
-			o.Peers = append(o.Peers, p)
-		}
-	}
+	o.Peers = commaList(*peers)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return ledger.RunNode(ctx, o)
@@ -234,11 +225,7 @@ func ledgerFollow(args []string) error {
 	if f.TrustHash, err = hex.DecodeString(*trustHash); err != nil || len(f.TrustHash) != 32 {
 		return errors.New("--trust-hash: the 64 hex digits of a header hash are required")
 	}
-	for w := range strings.SplitSeq(*witnesses, ",") {
-		if w != "" {
-			f.Witnesses = append(f.Witnesses, w)
-		}
-	}
+	f.Witnesses = commaList(*witnesses)
 	if len(f.Witnesses) == 0 {
 		return errors.New("--witnesses: at least one other validator is required")
 	}
@@ -268,4 +255,15 @@ func ledgerFollow(args []string) error {
 	go srv.Serve(ln)
 	defer srv.Close()
 	return f.Run(ctx)
+}
+
+// commaList splits a comma-separated flag value, dropping empty items.
+func commaList(s string) []string {
+	var out []string
+	for item := range strings.SplitSeq(s, ",") {
+		if item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
