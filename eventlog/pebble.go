@@ -28,19 +28,24 @@ const maxGroupEvents = 256 << 10
 // Key layout of the embedded log's Pebble store:
 //
 //	m/partitions            -> decimal partition count, fixed at creation
-//	l <u16 part> <u64 off>  -> stored event
+//	b <u16 part> <u64 off>  -> a batch of the partition's events, the first at off (batchrecord.go)
 //	i <event id>            -> <u16 part> <u64 off>   (the dedup index)
 //	n <u16 part>            -> <u64 next offset>      (offsets are never reused)
 //	x <sha256(reader)>      -> <u64 end of the reader's partition when erased>
+//
+// Logs written before batches stored one event per key, l <u16 part> <u64 off>; OpenPebble
+// rewrites them into batches once.
 var partitionsKey = []byte("m/partitions")
 
-func logKey(p int, off int64) []byte {
+func batchKey(p int, off int64) []byte {
 	k := make([]byte, 11)
-	k[0] = 'l'
+	k[0] = 'b'
 	binary.BigEndian.PutUint16(k[1:], uint16(p))
 	binary.BigEndian.PutUint64(k[3:], uint64(off))
 	return k
 }
+
+func batchKeyOffset(k []byte) int64 { return int64(binary.BigEndian.Uint64(k[3:])) }
 
 func idKey(id string) []byte { return append([]byte{'i'}, id...) }
 
@@ -59,6 +64,8 @@ type Pebble struct {
 	db    *pebble.DB
 	parts int
 	end   []atomic.Int64
+
+	ids *idFilter // only the writer goroutine uses it once open
 
 	erasedMu sync.RWMutex
 	erased   map[string]int64 // sha256(reader) -> partition end offset when the reader was erased
@@ -115,6 +122,11 @@ func OpenPebble(dir string, partitions int, cacheBytes int64) (*Pebble, error) {
 		reqs: make(chan *appendReq, 1024), closed: make(chan struct{}), done: make(chan struct{}),
 		changed: make(chan struct{}),
 	}
+	if err := l.migratePerEventKeys(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("eventlog: rewriting %s into batches: %w", dir, err)
+	}
+	var total int64
 	for p := 0; p < partitions; p++ {
 		end, err := l.scanEnd(p)
 		if err != nil {
@@ -122,6 +134,11 @@ func OpenPebble(dir string, partitions int, cacheBytes int64) (*Pebble, error) {
 			return nil, err
 		}
 		l.end[p].Store(end)
+		total += end
+	}
+	if err := l.loadIDs(uint(total)); err != nil {
+		db.Close()
+		return nil, err
 	}
 	if err := l.loadErasures(); err != nil {
 		db.Close()
@@ -153,7 +170,7 @@ func (l *Pebble) scanEnd(p int) (int64, error) {
 	} else if !errors.Is(err, pebble.ErrNotFound) {
 		return 0, err
 	}
-	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: logKey(p, 0), UpperBound: logKey(p+1, 0)})
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: batchKey(p, 0), UpperBound: batchKey(p+1, 0)})
 	if err != nil {
 		return 0, err
 	}
@@ -161,7 +178,81 @@ func (l *Pebble) scanEnd(p int) (int64, error) {
 	if !it.Last() {
 		return stored, it.Error()
 	}
-	return max(stored, int64(binary.BigEndian.Uint64(it.Key()[3:]))+1), nil
+	last := int64(-1)
+	err = eachBatchEvent(it.Value(), batchKeyOffset(it.Key()), func(e batchEvent) bool { last = e.offset; return true })
+	return max(stored, last+1), err
+}
+
+// migratePerEventKeys rewrites a log stored one event per key, as dogear stored it before batch
+// records, into batches of up to maxBatchEvents consecutive events of a partition. Each commit
+// holds whole batches with the deletes of their old keys, so a crash midway loses nothing and
+// the next open goes on where it stopped.
+func (l *Pebble) migratePerEventKeys() error {
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: []byte("l"), UpperBound: []byte("m")})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	b := l.db.NewBatch()
+	defer func() { b.Close() }()
+	var pb pendingBatch
+	part, moved := -1, 0
+	var probe struct {
+		ID     string `json:"id"`
+		Reader string `json:"reader"`
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		p, off := int(binary.BigEndian.Uint16(k[1:])), int64(binary.BigEndian.Uint64(k[3:]))
+		if p != part || pb.count == maxBatchEvents {
+			pb.flush(b, part)
+			part = p
+			if b.Len() > 32<<20 {
+				if err := b.Commit(pebble.Sync); err != nil {
+					return err
+				}
+				b.Close()
+				b = l.db.NewBatch()
+			}
+		}
+		if pb.count == 0 {
+			pb.first = off
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		probe.ID, probe.Reader = "", ""
+		_ = json.Unmarshal(v, &probe) // a sealed event (package shred) has no readable reader: shredding its key erases it
+		pb.events = appendBatchEvent(pb.events, off-pb.first, probe.ID, probe.Reader, v)
+		pb.count++
+		if err := b.Delete(k, nil); err != nil {
+			return err
+		}
+		moved++
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	if moved == 0 {
+		return nil
+	}
+	pb.flush(b, part)
+	return b.Commit(pebble.Sync)
+}
+
+// loadIDs fills the id filter with every id of the dedup index; expected sizes it.
+func (l *Pebble) loadIDs(expected uint) error {
+	l.ids = newIDFilter(expected)
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: []byte("i"), UpperBound: []byte("j")})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		l.ids.add(string(it.Key()[1:]))
+	}
+	return it.Error()
 }
 
 // Partitions implements Log.
@@ -234,6 +325,7 @@ func (l *Pebble) writer() {
 	defer close(l.done)
 	seen := make(map[string]struct{})
 	next := make([]int64, l.parts)
+	batches := make([]pendingBatch, l.parts)
 	for {
 		var first *appendReq
 		select {
@@ -254,7 +346,7 @@ func (l *Pebble) writer() {
 				break drain
 			}
 		}
-		err := l.commit(group, n, seen, next)
+		err := l.commit(group, n, seen, next, batches)
 		for _, r := range group {
 			r.err <- err
 		}
@@ -272,7 +364,29 @@ func (l *Pebble) failPending() {
 	}
 }
 
-func (l *Pebble) commit(group []*appendReq, n int, seen map[string]struct{}, next []int64) error {
+// pendingBatch is a partition's batch record being built by one commit.
+type pendingBatch struct {
+	first  int64
+	count  int
+	events []byte
+}
+
+// flush adds the batch record to b and empties pb.
+func (pb *pendingBatch) flush(b *pebble.Batch, p int) {
+	if pb.count == 0 {
+		return
+	}
+	var header [1 + binary.MaxVarintLen64]byte
+	h := appendBatchHeader(header[:0], pb.count)
+	op := b.SetDeferred(11, len(h)+len(pb.events))
+	copy(op.Key, batchKey(p, pb.first))
+	copy(op.Value, h)
+	copy(op.Value[len(h):], pb.events)
+	op.Finish()
+	pb.count, pb.events = 0, pb.events[:0]
+}
+
+func (l *Pebble) commit(group []*appendReq, n int, seen map[string]struct{}, next []int64, batches []pendingBatch) error {
 	if l.MinFreeBytes > 0 {
 		if free, err := pebbledb.FreeBytes(l.dir); err == nil && free < l.MinFreeBytes {
 			return ErrNoSpace
@@ -281,6 +395,7 @@ func (l *Pebble) commit(group []*appendReq, n int, seen map[string]struct{}, nex
 	clear(seen)
 	for p := range next {
 		next[p] = l.end[p].Load()
+		batches[p].count, batches[p].events = 0, batches[p].events[:0]
 	}
 	l.dbMu.RLock()
 	defer l.dbMu.RUnlock()
@@ -296,26 +411,40 @@ func (l *Pebble) commit(group []*appendReq, n int, seen map[string]struct{}, nex
 			}
 			seen[e.ID] = struct{}{}
 			ik := idKey(e.ID)
-			if _, closer, err := l.db.Get(ik); err == nil {
-				closer.Close()
-				r.dup[i] = true
-				continue
-			} else if !errors.Is(err, pebble.ErrNotFound) {
-				return err
+			if l.ids.add(e.ID) {
+				if _, closer, err := l.db.Get(ik); err == nil {
+					closer.Close()
+					r.dup[i] = true
+					continue
+				} else if !errors.Is(err, pebble.ErrNotFound) {
+					return err
+				}
 			}
 			p := e.Partition(l.parts)
 			off := next[p]
 			next[p]++
+			pb := &batches[p]
+			if pb.count == 0 {
+				pb.first = off
+			}
+			reader := e.Key
+			if e.PartitionBy != "" {
+				reader = e.PartitionBy
+			}
+			pb.events = appendBatchEvent(pb.events, off-pb.first, e.ID, reader, e.Value)
+			if pb.count++; pb.count == maxBatchEvents {
+				pb.flush(b, p)
+			}
 			binary.BigEndian.PutUint16(val[:], uint16(p))
 			binary.BigEndian.PutUint64(val[2:], uint64(off))
-			if err := b.Set(logKey(p, off), e.Value, nil); err != nil {
-				return err
-			}
 			if err := b.Set(ik, val[:], nil); err != nil {
 				return err
 			}
 			written++
 		}
+	}
+	for p := range batches {
+		batches[p].flush(b, p)
 	}
 	if written == 0 {
 		return nil
@@ -360,19 +489,29 @@ func (l *Pebble) Read(ctx context.Context, p int, from int64, max int) ([]Record
 	l.dbMu.RLock()
 	defer l.dbMu.RUnlock()
 	// Up to the end, not from+max: erasure leaves gaps in the offsets, which reads skip.
-	it, err := l.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: logKey(p, from), UpperBound: logKey(p, end)})
+	it, err := l.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: batchKey(p, 0), UpperBound: batchKey(p, end)})
 	if err != nil {
 		return nil, err
 	}
 	defer it.Close()
 	recs := make([]Record, 0, min(int64(max), end-from))
-	for ok := it.First(); ok && len(recs) < max; ok = it.Next() {
-		v := it.Value()
-		recs = append(recs, Record{
-			Partition: p,
-			Offset:    int64(binary.BigEndian.Uint64(it.Key()[3:])),
-			Value:     append([]byte(nil), v...),
+	// The batch holding from is the last one keyed at or before it.
+	ok := it.SeekLT(batchKey(p, from+1))
+	if !ok {
+		ok = it.First()
+	}
+	for ; ok && len(recs) < max; ok = it.Next() {
+		// One copy per batch, which the batch's records share.
+		v := append([]byte(nil), it.Value()...)
+		err := eachBatchEvent(v, batchKeyOffset(it.Key()), func(e batchEvent) bool {
+			if e.offset >= from && len(recs) < max {
+				recs = append(recs, Record{Partition: p, Offset: e.offset, Value: e.value})
+			}
+			return len(recs) < max
 		})
+		if err != nil {
+			return nil, fmt.Errorf("eventlog: partition %d, batch at offset %d: %w", p, batchKeyOffset(it.Key()), err)
+		}
 	}
 	return recs, it.Error()
 }
@@ -429,28 +568,43 @@ func (l *Pebble) EraseReader(ctx context.Context, reader string) (int, error) {
 	defer l.dbMu.RUnlock()
 	b := l.db.NewBatch()
 	defer b.Close()
-	it, err := l.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: logKey(p, 0), UpperBound: logKey(p+1, 0)})
+	it, err := l.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: batchKey(p, 0), UpperBound: batchKey(p+1, 0)})
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	var probe struct {
-		ID     string `json:"id"`
-		Reader string `json:"reader"`
-	}
+	var kept []byte
 	for ok := it.First(); ok; ok = it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			it.Close()
 			return n, err
 		}
-		probe.ID, probe.Reader = "", ""
-		if json.Unmarshal(v, &probe) != nil || probe.Reader != reader {
-			continue
+		first := batchKeyOffset(it.Key())
+		kept = kept[:0]
+		count, erased := 0, 0
+		err = eachBatchEvent(v, first, func(e batchEvent) bool {
+			if string(e.reader) == reader {
+				b.Delete(idKey(string(e.id)), nil)
+				erased++
+			} else {
+				kept = appendBatchEvent(kept, e.offset-first, string(e.id), string(e.reader), e.value)
+				count++
+			}
+			return true
+		})
+		if err != nil {
+			it.Close()
+			return n, fmt.Errorf("eventlog: partition %d, batch at offset %d: %w", p, first, err)
 		}
-		b.Delete(it.Key(), nil)
-		b.Delete(idKey(probe.ID), nil)
-		n++
+		switch {
+		case erased == 0:
+		case count == 0:
+			b.Delete(it.Key(), nil)
+		default:
+			b.Set(it.Key(), append(appendBatchHeader(nil, count), kept...), nil)
+		}
+		n += erased
 	}
 	if err := it.Close(); err != nil {
 		return n, err
