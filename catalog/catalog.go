@@ -168,11 +168,15 @@ func ISBN13(isbn10 string) string {
 
 // normalizeISBN drops the hyphens and spaces ISBNs are often written with, and upper-cases the
 // check digit X.
+// isbnSeparators drops the separators ISBNs are printed with; built once, since every folded
+// event's book id passes through normalizeISBN.
+var isbnSeparators = strings.NewReplacer("-", "", " ", "")
+
 func normalizeISBN(s string) string {
 	if !strings.ContainsAny(s, "- x") {
 		return s
 	}
-	return strings.ToUpper(strings.NewReplacer("-", "", " ", "").Replace(s))
+	return strings.ToUpper(isbnSeparators.Replace(s))
 }
 
 // Merge adds books to the catalog, saves it when it has a data directory, and makes it the one

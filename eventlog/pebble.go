@@ -290,6 +290,9 @@ func (l *Pebble) Claim(ctx context.Context, _ string, fold FoldFunc) error {
 	return c.stopAll()
 }
 
+// UniqueIDs reports that the log holds each event id once: Append refuses ids it holds.
+func (l *Pebble) UniqueIDs() bool { return true }
+
 // Append implements Log.
 func (l *Pebble) Append(ctx context.Context, entries []Entry) ([]bool, error) {
 	if len(entries) == 0 {

@@ -26,10 +26,17 @@ func Apply(tx Tx, partition int, e *event.Event) (bool, error) {
 		return false, err
 	}
 	tx.Put(sk, nil)
+	return true, ApplyUnique(tx, partition, e)
+}
 
+// ApplyUnique folds one event into state, like Apply, for a caller that knows its id was never
+// applied before: it neither looks up nor records the id. A processor whose one source is a log
+// that refuses ids it holds (eventlog.Pebble) knows that, since every record of the log is
+// folded once (state and offset commit together).
+func ApplyUnique(tx Tx, partition int, e *event.Event) error {
 	var counts PartitionCounts
 	if found, err := loadFound(tx, countsKey(partition), &counts); err != nil {
-		return false, err
+		return err
 	} else if !found {
 		counts.Aggregated = true // the partition's first event: its aggregates start complete
 	}
@@ -40,7 +47,7 @@ func Apply(tx Tx, partition int, e *event.Event) (bool, error) {
 	var meta ReaderMeta
 	found, err := loadFound(tx, metaKey(e.Reader), &meta)
 	if err != nil {
-		return false, err
+		return err
 	}
 	if !found {
 		counts.Readers++
@@ -55,13 +62,13 @@ func Apply(tx Tx, partition int, e *event.Event) (bool, error) {
 		tx.Put(metaKey(e.Reader), encodeRecord(&meta))
 		// Tracking calls count as events and may carry the reader's time zone; nothing else.
 		tx.Put(countsKey(partition), encodeRecord(&counts))
-		return true, nil
+		return nil
 	}
 
 	var rb ReaderBook
 	found, err = loadFound(tx, readerBookKey(e.Reader, e.Book), &rb)
 	if err != nil {
-		return false, err
+		return err
 	}
 	if !found {
 		counts.ReaderBooks++
@@ -70,10 +77,10 @@ func Apply(tx Tx, partition int, e *event.Event) (bool, error) {
 	if reading {
 		counts.ReadingEvents++
 		if err := applyReading(tx, &rb, e, at); err != nil {
-			return false, err
+			return err
 		}
 		if err := markActive(tx, partition, &meta, e.Reader, at); err != nil {
-			return false, err
+			return err
 		}
 	}
 	tx.Put(metaKey(e.Reader), encodeRecord(&meta))
@@ -93,7 +100,7 @@ func Apply(tx Tx, partition int, e *event.Event) (bool, error) {
 	tx.Put(readerBookKey(e.Reader, e.Book), v)
 	tx.Put(bookReaderKey(e.Book, e.Reader), v)
 	tx.Put(countsKey(partition), encodeRecord(&counts))
-	return true, nil
+	return nil
 }
 
 func applyReading(tx Tx, rb *ReaderBook, e *event.Event, at int64) error {
