@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"sort"
 	"strings"
@@ -41,6 +42,7 @@ type Options struct {
 // Run is one run's measurements.
 type Run struct {
 	BaselineEPS  float64 // bare eventlog appends of the same events, same concurrency
+	NullSinkEPS  float64 // the same bodies posted to a server that only writes and fsyncs them
 	IngestEPS    float64 // HTTP ingest, acknowledged after fsync
 	AckP50       time.Duration
 	AckP99       time.Duration
@@ -78,8 +80,8 @@ func Ingest(ctx context.Context, opts Options) ([]Run, error) {
 				return runs, err
 			}
 		}
-		fmt.Fprintf(opts.Out, "run %d/%d: baseline %.0f ev/s, ingest %.0f ev/s (p50 %v, p99 %v), processed %.0f ev/s, kafka ingest %.0f ev/s\n",
-			r, opts.Runs, run.BaselineEPS, run.IngestEPS, run.AckP50, run.AckP99, run.ProcessedEPS, run.KafkaEPS)
+		fmt.Fprintf(opts.Out, "run %d/%d: baseline %.0f ev/s, null sink %.0f ev/s, ingest %.0f ev/s (p50 %v, p99 %v), processed %.0f ev/s, kafka ingest %.0f ev/s\n",
+			r, opts.Runs, run.BaselineEPS, run.NullSinkEPS, run.IngestEPS, run.AckP50, run.AckP99, run.ProcessedEPS, run.KafkaEPS)
 		runs = append(runs, run)
 	}
 	return runs, nil
@@ -130,6 +132,10 @@ func once(ctx context.Context, opts Options, events [][]event.Event, bodies [][]
 	}
 	run.BaselineEPS = float64(len(entries)*opts.Batch) / time.Since(start).Seconds()
 	log.Close()
+
+	if run.NullSinkEPS, err = nullSink(ctx, opts, bodies); err != nil {
+		return run, err
+	}
 
 	// The real thing: a server on loopback, clients posting the pre-encoded batches.
 	dir2, err := os.MkdirTemp(opts.Dir, "bench-server-")
@@ -197,7 +203,9 @@ func Report(w io.Writer, opts Options, runs []Run) {
 		len(runs), opts.Events, opts.Readers, opts.Books, opts.Batch, opts.Concurrency, opts.Gzip)
 	fmt.Fprintf(w, "| measure | median |\n| --- | --- |\n")
 	fmt.Fprintf(w, "| baseline: bare durable log appends | %.0f events/s |\n", med(func(r Run) float64 { return r.BaselineEPS }))
+	fmt.Fprintf(w, "| null sink: read body, write, fsync, answer (the ceiling) | %.0f events/s |\n", med(func(r Run) float64 { return r.NullSinkEPS }))
 	fmt.Fprintf(w, "| HTTP ingest, acknowledged after fsync | %.0f events/s |\n", med(func(r Run) float64 { return r.IngestEPS }))
+	fmt.Fprintf(w, "| HTTP ingest / null sink | %.3f |\n", med(func(r Run) float64 { return r.IngestEPS / r.NullSinkEPS }))
 	fmt.Fprintf(w, "| ack latency p50 per batch | %.2f ms |\n", med(func(r Run) float64 { return ms(r.AckP50) }))
 	fmt.Fprintf(w, "| ack latency p99 per batch | %.2f ms |\n", med(func(r Run) float64 { return ms(r.AckP99) }))
 	fmt.Fprintf(w, "| ingest start to all folded into state | %.0f events/s |\n", med(func(r Run) float64 { return r.ProcessedEPS }))
@@ -258,6 +266,38 @@ func sendBodies(ctx context.Context, url string, opts Options, bodies [][]byte) 
 		err = fmt.Errorf("%d of %d requests failed", res.Failed, res.Requests)
 	}
 	return res, err
+}
+
+// nullSink posts the bodies to a server that does only what no ingest can skip: it reads each
+// body, appends it to a file, fsyncs and answers. Its rate is the ceiling the disk, loopback and
+// HTTP leave dogear on this machine.
+func nullSink(ctx context.Context, opts Options, bodies [][]byte) (float64, error) {
+	f, err := os.CreateTemp(opts.Dir, "bench-null-sink-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err == nil {
+			_, err = f.Write(body)
+		}
+		if err == nil {
+			err = f.Sync()
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+	res, err := sendBodies(ctx, srv.URL, opts, bodies)
+	if err != nil {
+		return 0, err
+	}
+	return res.EventsPerSecond(), nil
 }
 
 // median is the median of f over xs (the upper middle for an even count).

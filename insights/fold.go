@@ -21,19 +21,20 @@ type Tx interface {
 // Apply folds one event into state. It returns false, changing nothing, when the event's id was
 // applied before: mirrored copies and redeliveries count once.
 func Apply(tx Tx, partition int, e *event.Event) (bool, error) {
-	sk := seenKey(e.Reader, e.ID)
-	if _, seen, err := tx.Get(sk); err != nil || seen {
+	if _, seen, err := tx.Get(seenKey(e.Reader, e.ID)); err != nil || seen {
 		return false, err
 	}
-	tx.Put(sk, nil)
 	return true, ApplyUnique(tx, partition, e)
 }
 
 // ApplyUnique folds one event into state, like Apply, for a caller that knows its id was never
-// applied before: it neither looks up nor records the id. A processor whose one source is a log
-// that refuses ids it holds (eventlog.Pebble) knows that, since every record of the log is
-// folded once (state and offset commit together).
+// applied before, and so skips looking it up; it still records the id, so that state is the same
+// whichever way it was built and a later source with duplicates is deduplicated against it. A
+// processor whose one source is a log that refuses ids it holds (eventlog.Pebble) knows that,
+// since each record of such a log is folded once (state and offset commit together).
 func ApplyUnique(tx Tx, partition int, e *event.Event) error {
+	tx.Put(seenKey(e.Reader, e.ID), nil)
+
 	var counts PartitionCounts
 	if found, err := loadFound(tx, countsKey(partition), &counts); err != nil {
 		return err

@@ -28,10 +28,6 @@ import (
 // smaller ones make fresh events visible sooner.
 const BatchSize = 2000
 
-// DefaultWorkingSetBytes is the memory the partitions' working sets (state.Cache) share when
-// Config.WorkingSetBytes is 0.
-const DefaultWorkingSetBytes = 64 << 20
-
 var eventsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "dogear_processor_events_total",
 	Help: "Log records processed, by result: applied, duplicate (event id applied before), corrupt (undecodable, skipped) or erased (sealed with an erased reader's key, skipped).",
@@ -54,10 +50,7 @@ type Config struct {
 	Canonical func(book string) string
 	// Tracer, when set, ends a span for each folded record that arrived with a trace context.
 	Tracer trace.Tracer
-	// WorkingSetBytes bounds the memory of the state records partitions keep in memory between
-	// commits (state.Cache), split evenly between partitions; 0 means DefaultWorkingSetBytes.
-	WorkingSetBytes int
-	Logger          *slog.Logger
+	Logger *slog.Logger
 }
 
 // Processor folds the partitions its log assigns it into state. Partitions are folded
@@ -75,8 +68,6 @@ type partition struct {
 	mu      sync.Mutex
 	owned   atomic.Bool
 	applied []atomic.Int64 // per source: the next offset, as committed
-	// cache is the partition's working set while this process folds it (guarded by mu).
-	cache *state.Cache
 }
 
 // readerEraser is a log that can delete a reader's records (the embedded log).
@@ -86,16 +77,14 @@ type readerEraser interface {
 }
 
 // uniqueLog is a log that refuses ids it already holds (eventlog.Pebble): each of its records is
-// an event never stored before, so folding it needs no lookup of its id in state.
+// an event never stored before, so folding it needs no lookup of its id in state. The lookup of
+// an id that is not there was the costliest read of a fold: it searches every memtable and level.
 type uniqueLog interface{ UniqueIDs() bool }
 
 // New returns a processor of log into store.
 func New(log eventlog.Log, store state.Store, cfg Config) *Processor {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
-	}
-	if cfg.WorkingSetBytes == 0 {
-		cfg.WorkingSetBytes = DefaultWorkingSetBytes
 	}
 	p := &Processor{cfg: cfg, log: log, sources: append([]eventlog.Log{log}, cfg.Mirrors...), store: store,
 		parts: make([]partition, log.Partitions())}
@@ -163,17 +152,8 @@ func (p *Processor) partition(ctx context.Context, part int, untilEnd bool) erro
 			}
 		}
 	}
-	cache := state.NewCache(store, p.cfg.WorkingSetBytes/len(p.parts))
-	pt.mu.Lock()
-	pt.cache = cache
-	pt.mu.Unlock()
-	defer func() {
-		pt.mu.Lock()
-		pt.cache = nil
-		pt.mu.Unlock()
-	}()
 	var w state.Writes
-	tx := &overlay{store: store, cache: cache, Overlay: state.Overlay{Base: cache, Writes: &w}}
+	tx := &overlay{store: store, Overlay: state.Overlay{Base: store, Writes: &w}}
 	for {
 		progressed, behind := false, false
 		for i := range p.sources {
@@ -220,7 +200,6 @@ func (p *Processor) batch(ctx context.Context, tx *overlay, part, source int, of
 	err = tx.store.Commit(slot(source, part), next, tx.Writes)
 	if err == nil {
 		pt.applied[source].Store(next)
-		tx.cache.Apply(tx.Writes)
 	}
 	pt.mu.Unlock()
 	if errors.Is(err, state.ErrNoSpace) {
@@ -407,13 +386,7 @@ func (p *Processor) Erase(ctx context.Context, reader string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if err := p.store.Commit(part, off, &w); err != nil {
-		return false, err
-	}
-	if pt.cache != nil {
-		pt.cache.Apply(&w)
-	}
-	return found || records > 0, nil
+	return found || records > 0, p.store.Commit(part, off, &w)
 }
 
 // Status is which partitions a processor folds and how far behind the log it is.
@@ -477,10 +450,9 @@ func (p *Processor) Collect(ch chan<- prometheus.Metric) {
 }
 
 // overlay is a batch's view of its partition: the store it commits to, read through the batch's
-// uncommitted writes and the partition's working set.
+// uncommitted writes.
 type overlay struct {
 	store state.Store
-	cache *state.Cache
 	state.Overlay
 }
 
