@@ -35,7 +35,7 @@ func TestArchiveExactlyOnceAcrossCrash(t *testing.T) {
 			}
 			var entries []eventlogEntry
 			for i := range events {
-				entries = append(entries, eventlogEntry{ID: events[i].ID, Key: events[i].Reader, Value: events[i].Marshal()})
+				entries = append(entries, eventlogEntry{ID: events[i].ID, Key: events[i].Reader, Value: events[i].Encode()})
 			}
 			appendLog(entries[:2000])
 			a := &archive.Archiver{Log: log, Store: store, ChunkSize: 250, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}

@@ -159,7 +159,7 @@ func (a *Archiver) chunk(ctx context.Context, p int) (int, bool, error) {
 				break
 			}
 			next = rec.Offset + 1
-			e, err := event.Unmarshal(rec.Value)
+			e, err := event.Decode(rec.Value)
 			if err != nil {
 				a.Logger.Error("archive: skipping undecodable record", "partition", p, "offset", rec.Offset)
 				continue

@@ -104,7 +104,7 @@ func once(ctx context.Context, opts Options, events [][]event.Event, bodies [][]
 	entries := make([][]eventlog.Entry, len(events))
 	for i, batch := range events {
 		for _, e := range batch {
-			entries[i] = append(entries[i], eventlog.Entry{ID: e.ID, Key: e.Reader, Value: e.Marshal()})
+			entries[i] = append(entries[i], eventlog.Entry{ID: e.ID, Key: e.Reader, Value: e.Encode()})
 		}
 	}
 	start := time.Now()

@@ -89,9 +89,10 @@ const (
 // time is a device clock that was never set.
 var Earliest = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// Marshal encodes the event in its stored form (the same JSON a client sends). The stored form
-// is written and read with goccy/go-json, a drop-in encoding/json that is about 3× faster on
-// events; the slow path of Parse keeps encoding/json for its precise error types.
+// Marshal encodes the event as the JSON a client sends (NDJSON bodies, exports, dumps). It uses
+// goccy/go-json, a drop-in encoding/json that is about 3× faster on events; the slow path of
+// Parse keeps encoding/json for its precise error types. The log stores events in their binary
+// stored form instead (Encode).
 func (e *Event) Marshal() []byte {
 	b, err := fastjson.Marshal(e)
 	if err != nil {
@@ -99,12 +100,4 @@ func (e *Event) Marshal() []byte {
 		panic("event: marshal: " + err.Error())
 	}
 	return b
-}
-
-// Unmarshal decodes an event in its stored form. It does not validate: stored events were
-// validated on the way in.
-func Unmarshal(b []byte) (Event, error) {
-	var e Event
-	err := fastjson.Unmarshal(b, &e)
-	return e, err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -116,7 +117,7 @@ func TestUnknownFieldsKeptInProps(t *testing.T) {
 	if string(e.Props["app_version"]) != `"3.2"` || string(e.Props["store"]) != `"de"` {
 		t.Fatalf("props = %v", e.Props)
 	}
-	back, uerr := Unmarshal(e.Marshal())
+	back, uerr := Decode(e.Encode())
 	if uerr != nil || string(back.Props["app_version"]) != `"3.2"` || !back.Time.Equal(e.Time) {
 		t.Fatalf("round trip: %+v %v", back, uerr)
 	}
@@ -167,8 +168,11 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted invalid JSON %q", raw)
 		}
 		// An accepted event must survive its stored form unchanged.
-		back, err := Unmarshal(e.Marshal())
-		if err != nil || back.ID != e.ID || !back.Time.Equal(e.Time) || back.Type != e.Type {
+		back, err := Decode(e.Encode())
+		if len(e.Props) == 0 {
+			e.Props = nil // the stored form does not tell an empty props object from none
+		}
+		if err != nil || !reflect.DeepEqual(back, e) {
 			t.Fatalf("stored form does not round trip: %+v -> %+v (%v)", e, back, err)
 		}
 		if e.ID == "" || e.Reader == "" || e.Book == "" || !e.Type.known() {

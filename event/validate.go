@@ -83,7 +83,10 @@ func Parse(raw []byte, now time.Time) (Event, *FieldError) {
 	var w wire
 	dec := fastjson.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
-	if t := bytes.TrimLeft(raw, " \t\r\n"); len(t) == 0 || t[0] != '{' || dec.Decode(&w) != nil || dec.More() {
+	// Anything after the object, even a stray '}' that dec.More would not report, goes to the slow
+	// path, which refuses it: checkShape below walks only valid JSON.
+	if t := bytes.TrimLeft(raw, " \t\r\n"); len(t) == 0 || t[0] != '{' || dec.Decode(&w) != nil ||
+		len(bytes.TrimLeft(raw[dec.InputOffset():], " \t\r\n")) != 0 {
 		// Slow path: extra fields go to props, and type errors get a message naming the field.
 		var ferr *FieldError
 		w, ferr = parseSlow(raw)

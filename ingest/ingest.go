@@ -168,7 +168,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, resp *Response) 
 			resp.Refused = append(resp.Refused, Refusal{Index: i, Line: it.Line, ID: idOf(it.Raw), Field: ferr.Field, Code: ferr.Code, Reason: ferr.Reason})
 			continue
 		}
-		entries = append(entries, eventlog.Entry{ID: e.ID, Key: e.Reader, Value: e.Marshal()})
+		entries = append(entries, eventlog.Entry{ID: e.ID, Key: e.Reader, Value: e.Encode()})
 	}
 	if refused := h.gate.Admit(ctx, len(entries)); refused != nil {
 		return refused.Write(w), len(items)

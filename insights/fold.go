@@ -24,7 +24,10 @@ func Apply(tx Tx, partition int, e *event.Event) (bool, error) {
 	if _, seen, err := tx.Get(seenKey(e.Reader, e.ID)); err != nil || seen {
 		return false, err
 	}
-	return true, ApplyUnique(tx, partition, e)
+	if err := ApplyUnique(tx, partition, e); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // ApplyUnique folds one event into state, like Apply, for a caller that knows its id was never

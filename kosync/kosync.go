@@ -472,7 +472,7 @@ func (s *Server) storeProgress(w http.ResponseWriter, r *http.Request) int {
 	if refused := s.gate.Admit(ctx, 1); refused != nil {
 		return refused.Write(w)
 	}
-	if _, err := ingest.Append(ctx, s.log, []eventlog.Entry{{ID: e.ID, Key: e.Reader, Value: e.Marshal()}}); err != nil {
+	if _, err := ingest.Append(ctx, s.log, []eventlog.Entry{{ID: e.ID, Key: e.Reader, Value: e.Encode()}}); err != nil {
 		return ingest.AppendFailed(w, ctx, err, s.logger)
 	}
 	b, _ := json.Marshal(p)

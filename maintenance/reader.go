@@ -44,13 +44,9 @@ func (h Embedded) Export(ctx context.Context, reader string, w io.Writer) error 
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
 	p := eventlog.PartitionFor(reader, h.Stores.Log.Partitions())
-	var probe struct {
-		Reader string `json:"reader"`
-	}
 	err := eachRecord(ctx, h.Stores.Log, p, func(r eventlog.Record) error {
-		probe.Reader = ""
-		if json.Unmarshal(r.Value, &probe) == nil && probe.Reader == reader {
-			return enc.Encode(exportedEvent(p, r))
+		if e, err := event.Decode(r.Value); err == nil && e.Reader == reader {
+			return enc.Encode(exportedEvent(p, r.Offset, &e))
 		}
 		return nil
 	})
@@ -78,8 +74,8 @@ func (h Embedded) Export(ctx context.Context, reader string, w io.Writer) error 
 	return bw.Flush()
 }
 
-func exportedEvent(p int, r eventlog.Record) map[string]any {
-	return map[string]any{"kind": "event", "partition": p, "offset": r.Offset, "event": json.RawMessage(r.Value)}
+func exportedEvent(p int, offset int64, e *event.Event) map[string]any {
+	return map[string]any{"kind": "event", "partition": p, "offset": offset, "event": json.RawMessage(e.Marshal())}
 }
 
 // Erase removes a reader from the event log, state (their records and their share of every
@@ -133,9 +129,8 @@ func (h Sealed) Export(ctx context.Context, reader string, w io.Writer) error {
 		if err != nil || opened.Event == nil {
 			return err // nil for a marker, or another erased reader's record
 		}
-		if e, err := event.Unmarshal(opened.Event); err == nil && e.Reader == reader {
-			r.Value = opened.Event
-			return enc.Encode(exportedEvent(p, r))
+		if e, err := event.Decode(opened.Event); err == nil && e.Reader == reader {
+			return enc.Encode(exportedEvent(p, r.Offset, &e))
 		}
 		return nil
 	})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dogear-dev/dogear/catalog"
 	"github.com/dogear-dev/dogear/datadir"
+	"github.com/dogear-dev/dogear/event"
 	"github.com/dogear-dev/dogear/eventlog"
 	"github.com/dogear-dev/dogear/processor"
 	"github.com/dogear-dev/dogear/state"
@@ -113,8 +114,12 @@ func Dump(ctx context.Context, dir string, cacheBytes int64, w io.Writer) (int64
 	var n int64
 	for p := 0; p < log.Partitions(); p++ {
 		err := eachRecord(ctx, log, p, func(r eventlog.Record) error {
+			e, err := event.Decode(r.Value)
+			if err != nil {
+				return fmt.Errorf("partition %d offset %d: %w", p, r.Offset, err)
+			}
 			n++
-			return enc.Encode(DumpRecord{Partition: p, Offset: r.Offset, Event: r.Value})
+			return enc.Encode(DumpRecord{Partition: p, Offset: r.Offset, Event: e.Marshal()})
 		})
 		if err != nil {
 			return n, err

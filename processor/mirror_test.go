@@ -20,7 +20,7 @@ func entries(t *testing.T, n int, seed uint64) []eventlog.Entry {
 	evs := loadgen.New(loadgen.Config{Readers: 30, Books: 15, Seed: seed, Start: end.Add(-20 * 24 * time.Hour), End: end}).Batch(n)
 	out := make([]eventlog.Entry, len(evs))
 	for i := range evs {
-		out[i] = eventlog.Entry{ID: evs[i].ID, Key: evs[i].Reader, Value: evs[i].Marshal()}
+		out[i] = eventlog.Entry{ID: evs[i].ID, Key: evs[i].Reader, Value: evs[i].Encode()}
 	}
 	return out
 }

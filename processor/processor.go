@@ -303,7 +303,7 @@ func (p *Processor) fold(ctx context.Context, tx *overlay, part int, src eventlo
 			}
 			value = r.Event
 		}
-		e, err := event.Unmarshal(value)
+		e, err := event.Decode(value)
 		if err != nil {
 			// A record that was validated on the way in cannot fail to decode unless the log
 			// was damaged; skipping it keeps every other reader's state going.

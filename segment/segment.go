@@ -151,7 +151,7 @@ func (h *Handler) answer(w http.ResponseWriter, r *http.Request, call string, re
 		if generic {
 			resp.Generic++
 		}
-		entries = append(entries, eventlog.Entry{ID: e.ID, Key: e.Reader, Value: e.Marshal()})
+		entries = append(entries, eventlog.Entry{ID: e.ID, Key: e.Reader, Value: e.Encode()})
 	}
 	if refused := h.gate.Admit(ctx, len(entries)); refused != nil {
 		return refused.Write(w), len(messages)

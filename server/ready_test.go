@@ -121,7 +121,7 @@ func TestReadyzFollowsLag(t *testing.T) {
 	var entries []eventlog.Entry
 	for i := range 50 {
 		e := event.Event{ID: fmt.Sprintf("e%d", i), Type: event.Finish, Reader: fmt.Sprintf("r%d", i), Book: "b1", Time: time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)}
-		entries = append(entries, eventlog.Entry{ID: e.ID, Key: e.Reader, Value: e.Marshal()})
+		entries = append(entries, eventlog.Entry{ID: e.ID, Key: e.Reader, Value: e.Encode()})
 	}
 	if _, err := log.Append(t.Context(), entries); err != nil {
 		t.Fatal(err)

@@ -158,7 +158,7 @@ func TestScaleOutOverKafka(t *testing.T) {
 	var entries []eventlog.Entry
 	for _, e := range events {
 		if e.Reader != target {
-			entries = append(entries, eventlog.Entry{ID: e.ID, Key: e.Reader, Value: e.Marshal()})
+			entries = append(entries, eventlog.Entry{ID: e.ID, Key: e.Reader, Value: e.Encode()})
 		}
 	}
 	if _, err := elog.Append(context.Background(), entries); err != nil {
@@ -281,7 +281,7 @@ func noCopyInTopic(t *testing.T, brokers []string, keysURL, reader, passage stri
 				erased++
 			}
 			if opened.Event != nil {
-				if e, _ := event.Unmarshal(opened.Event); e.Reader == reader {
+				if e, _ := event.Decode(opened.Event); e.Reader == reader {
 					t.Fatalf("record %d/%d still opens to an event of the erased reader", r.Partition, r.Offset)
 				}
 			}
