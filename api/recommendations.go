@@ -107,13 +107,19 @@ func (a *API) Recommend(reader string, n int) (*Recommendations, error) {
 	now := a.now()
 	var history []recommend.Interaction
 	seen := map[string]bool{}
+	var read []string // seen's keys, which the model leaves out
 	authorScore := map[string]float32{}
 	err := insights.ReaderBooks(a.store, reader, func(rb *insights.ReaderBook) error {
 		it := trainer.Interaction(rb, now)
 		history = append(history, it)
 		// State folded before the catalog knew an alias may hold the book under its ISBN: the
 		// reader has read the catalog's book all the same.
-		seen[rb.Book], seen[a.catalog.Canonical(rb.Book)] = true, true
+		canonical := a.catalog.Canonical(rb.Book)
+		seen[rb.Book], seen[canonical] = true, true
+		read = append(read, rb.Book)
+		if canonical != rb.Book {
+			read = append(read, canonical)
+		}
 		if b, ok := a.catalog.Book(rb.Book); ok && it.Weight > 0 {
 			for _, au := range b.Authors {
 				authorScore[au] += it.Weight
@@ -136,7 +142,7 @@ func (a *API) Recommend(reader string, n int) (*Recommendations, error) {
 	model, version := a.registry.Serving()
 	out.ModelVersion = version
 	if model != nil && len(history) > 0 {
-		for _, rec := range model.Recommend(history, func(b string) bool { return seen[b] }, n) {
+		for _, rec := range model.Recommend(history, read, n) {
 			reason := "popular with readers"
 			if rec.Because != "" {
 				reason = "because you read " + a.catalog.Title(rec.Because)

@@ -61,19 +61,18 @@ func (w *ModelWatch) Interval(byReader map[string][]recommend.Interaction) (bool
 		}
 		until = max(until, latest.At)
 		var history []recommend.Interaction
-		seen := map[string]bool{}
+		var read []string
 		for _, it := range list {
 			if it.At < latest.At {
 				history = append(history, it)
-				seen[it.Book] = true
+				read = append(read, it.Book)
 			}
 		}
 		if len(history) == 0 {
 			continue
 		}
-		exclude := func(b string) bool { return seen[b] }
 		hit := func(m *recommend.Artifact) bool {
-			return slices.ContainsFunc(m.Recommend(history, exclude, w.N), func(r recommend.Rec) bool { return r.Book == latest.Book })
+			return slices.ContainsFunc(m.Recommend(history, read, w.N), func(r recommend.Rec) bool { return r.Book == latest.Book })
 		}
 		n, o := hit(newM), hit(oldM)
 		readers++

@@ -54,6 +54,9 @@ type Artifact struct {
 	popOnce sync.Once
 	pop     []int32
 
+	popBooksOnce sync.Once
+	popBooks     []string
+
 	maxPopOnce sync.Once
 	maxPop     float32
 }
@@ -265,30 +268,39 @@ type Rec struct {
 }
 
 type scratch struct {
-	cand    *topK
-	dots    []float32
-	acc     []float32
-	best    []float32
-	because []int32
-	touched []int32
-	top     *topK
+	cand     *topK
+	dots     []float32
+	acc      []float32
+	best     []float32
+	because  []int32
+	touched  []int32
+	excluded []bool  // by book index: books the request leaves out
+	excludes []int32 // the indices set in excluded, to clear them after
+	top      *topK
 }
 
 // Recommend ranks books for a reader's history by their neighbour scores, plus the popularity
-// prior when the parameters ask for one, skipping books for which exclude is true. Without a
-// prior the list is shorter than n when the history reaches fewer books.
-func (a *Artifact) Recommend(history []Interaction, exclude func(string) bool, n int) []Rec {
+// prior when the parameters ask for one, leaving out the books in exclude. Without a prior the
+// list is shorter than n when the history reaches fewer books.
+func (a *Artifact) Recommend(history []Interaction, exclude []string, n int) []Rec {
 	s, _ := a.pool.Get().(*scratch)
 	if s == nil || len(s.acc) != len(a.Books) {
-		s = &scratch{acc: make([]float32, len(a.Books)), best: make([]float32, len(a.Books)), because: make([]int32, len(a.Books))}
+		s = a.newScratch()
 	}
 	defer a.pool.Put(s)
+	// Excluded books become marks by index: a request then asks about a reached book with one
+	// array read, not a lookup by its id (that lookup was a tenth of a served request).
+	for _, b := range exclude {
+		if j, ok := a.index[b]; ok {
+			s.exclude(j)
+		}
+	}
 	s.top = newTopK(n)
 	var top float32 // the highest neighbour score
 	if a.Neighbors != nil {
 		top = a.accumulate(s, history)
 		if a.ALS != nil && top > 0 {
-			a.blendALS(s, history, exclude, top)
+			a.blendALS(s, history, top)
 			top = 1
 		}
 	}
@@ -300,14 +312,13 @@ func (a *Artifact) Recommend(history []Interaction, exclude func(string) bool, n
 		}
 		for j := range a.Books {
 			v := max(s.acc[j], 0)*scale + prior*a.Popularity[j]
-			if v > 0 && s.top.accepts(int32(j), v) && !exclude(a.Books[j]) {
+			if v > 0 && !s.excluded[j] && s.top.accepts(int32(j), v) {
 				s.top.push(int32(j), v)
 			}
 		}
 	} else {
 		for _, j := range s.touched {
-			// exclude is a map lookup: ask it only about books that would make the list.
-			if s.acc[j] > 0 && s.top.accepts(j, s.acc[j]) && !exclude(a.Books[j]) {
+			if s.acc[j] > 0 && !s.excluded[j] && s.top.accepts(j, s.acc[j]) {
 				s.top.push(j, s.acc[j])
 			}
 		}
@@ -330,12 +341,12 @@ func (a *Artifact) Recommend(history []Interaction, exclude func(string) bool, n
 // a thousand or more) keeps a request to a few tens of microseconds.
 const blendCandidates = 100
 
-// blendALS replaces the neighbour scores of the blendCandidates best reached books (those exclude
-// lets through) with the blend of it and the book's iALS score, each scaled to its maximum over
+// blendALS replaces the neighbour scores of the blendCandidates best reached books (those not
+// excluded) with the blend of it and the book's iALS score, each scaled to its maximum over
 // them, and drops the other reached books. For a reader whose history is the one trained on, the
 // candidates and their iALS scores were computed at training (cacheCandidates), and only looked up.
-func (a *Artifact) blendALS(s *scratch, history []Interaction, exclude func(string) bool, top float32) {
-	idx, acc := a.candidates(s, exclude)
+func (a *Artifact) blendALS(s *scratch, history []Interaction, top float32) {
+	idx, acc := a.candidates(s)
 	row, trained := a.trainedRow(history)
 	var cands []int32 // none for a search's candidate, whose readers' candidates are not cached
 	var cached []float32
@@ -398,8 +409,7 @@ func (a *Artifact) cacheCandidates(inter []Interaction) {
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
-			s := &scratch{acc: make([]float32, len(a.Books)), best: make([]float32, len(a.Books)), because: make([]int32, len(a.Books))}
-			seen := map[string]bool{}
+			s := a.newScratch()
 			f := a.ALS.P.Factors
 			for i := w; i < len(spans); i += workers {
 				history := spans[i]
@@ -407,12 +417,13 @@ func (a *Artifact) cacheCandidates(inter []Interaction) {
 				if !ok {
 					continue // a reader with no liked book has no factors
 				}
-				clear(seen)
 				for _, h := range history {
-					seen[h.Book] = true
+					if j, ok := a.index[h.Book]; ok {
+						s.exclude(j)
+					}
 				}
 				if a.accumulate(s, history) > 0 {
-					idx, _ := a.candidates(s, func(b string) bool { return seen[b] })
+					idx, _ := a.candidates(s)
 					x := a.ReaderFactors[row*f : (row+1)*f]
 					for k, j := range idx {
 						a.ReaderCands[row*blendCandidates+k] = j
@@ -453,22 +464,39 @@ func (a *Artifact) accumulate(s *scratch, history []Interaction) (top float32) {
 }
 
 // reset clears what accumulate wrote, for the scratch's next use.
+func (a *Artifact) newScratch() *scratch {
+	n := len(a.Books)
+	return &scratch{acc: make([]float32, n), best: make([]float32, n), because: make([]int32, n), excluded: make([]bool, n)}
+}
+
+// exclude leaves book j out of the request's lists.
+func (s *scratch) exclude(j int32) {
+	if !s.excluded[j] {
+		s.excluded[j] = true
+		s.excludes = append(s.excludes, j)
+	}
+}
+
 func (s *scratch) reset() {
 	for _, j := range s.touched {
 		s.acc[j], s.best[j] = 0, 0
 	}
 	s.touched = s.touched[:0]
+	for _, j := range s.excludes {
+		s.excluded[j] = false
+	}
+	s.excludes = s.excludes[:0]
 }
 
-// candidates are the blendCandidates reached books with the highest neighbour scores that exclude
-// lets through, best first, and their scores.
-func (a *Artifact) candidates(s *scratch, exclude func(string) bool) ([]int32, []float32) {
+// candidates are the blendCandidates reached books with the highest neighbour scores that are not
+// excluded, best first, and their scores.
+func (a *Artifact) candidates(s *scratch) ([]int32, []float32) {
 	if s.cand == nil {
 		s.cand = newTopK(blendCandidates)
 	}
 	s.cand.reset()
 	for _, j := range s.touched {
-		if s.acc[j] > 0 && s.cand.accepts(j, s.acc[j]) && !exclude(a.Books[j]) {
+		if s.acc[j] > 0 && !s.excluded[j] && s.cand.accepts(j, s.acc[j]) {
 			s.cand.push(j, s.acc[j])
 		}
 	}
@@ -492,14 +520,18 @@ func (a *Artifact) prior(history int) float32 {
 	return float32(a.Params.PopularityWeight) / float32(1+history) / a.maxPop
 }
 
-// Popular lists the books most read in the training data, best first (at most 1000).
+// Popular lists the books most read in the training data, best first (at most 1000). The list is
+// the model's own, made once, since requests that fill up with popular books ask for it every
+// time: callers must not change it.
 func (a *Artifact) Popular() []string {
 	idx := a.popular()
-	out := make([]string, len(idx))
-	for k, j := range idx {
-		out[k] = a.Books[j]
-	}
-	return out
+	a.popBooksOnce.Do(func() {
+		a.popBooks = make([]string, len(idx))
+		for k, j := range idx {
+			a.popBooks[k] = a.Books[j]
+		}
+	})
+	return a.popBooks
 }
 
 // Similar lists the books most similar to book ("readers also enjoyed").

@@ -144,9 +144,15 @@ func TestArtifactRoundTripAndRecommend(t *testing.T) {
 		t.Fatal(err)
 	}
 	hist := []Interaction{{Book: "p0", Weight: 1}}
-	recs := b.Recommend(hist, func(book string) bool { return book == "p0" }, 5)
+	recs := b.Recommend(hist, []string{"p0"}, 5)
 	if len(recs) != 3 {
 		t.Fatalf("recs %+v: want the 3 other p-books", recs)
+	}
+	// A request's exclusions do not outlive it, though its scratch space is reused.
+	left := b.Recommend(hist, []string{"p0", recs[0].Book}, 5)
+	again := b.Recommend(hist, []string{"p0"}, 5)
+	if len(left) != 2 || slices.ContainsFunc(left, func(r Rec) bool { return r.Book == recs[0].Book }) || fmt.Sprint(again) != fmt.Sprint(recs) {
+		t.Fatalf("excluding %s too gave %+v, then without it %+v; want 2 books, then %+v again", recs[0].Book, left, again, recs)
 	}
 	for _, r := range recs {
 		if r.Book[0] != 'p' || r.Book == "p0" || r.Because != "p0" {
@@ -246,12 +252,8 @@ func TestBlendFollowsNewEvents(t *testing.T) {
 	a := TrainArtifact(inter, ModelParams{Kind: "rp3beta", K: 50, Alpha: 0.45, Beta: 0.2, Factors: 16, ALSWeight: 0.5})
 	history := ByReader(inter)["u0"] // taste 0: books b0..b24
 	taste := func(h []Interaction) map[int]int {
-		seen := map[string]bool{}
-		for _, it := range h {
-			seen[it.Book] = true
-		}
 		out := map[int]int{}
-		for _, r := range a.Recommend(h, func(b string) bool { return seen[b] }, 10) {
+		for _, r := range a.Recommend(h, historyBooks(h), 10) {
 			var b int
 			fmt.Sscanf(r.Book, "b%d", &b)
 			out[b/25]++
@@ -265,13 +267,7 @@ func TestBlendFollowsNewEvents(t *testing.T) {
 		t.Fatal("the reader's history is the one trained on, but it was not recognised")
 	}
 	// The candidates and iALS scores cached at training give the list that computing them gives.
-	list := func() string {
-		seen := map[string]bool{}
-		for _, it := range history {
-			seen[it.Book] = true
-		}
-		return fmt.Sprint(a.Recommend(history, func(b string) bool { return seen[b] }, 10))
-	}
+	list := func() string { return fmt.Sprint(a.Recommend(history, historyBooks(history), 10)) }
 	cached, saved := list(), a.ReaderCands
 	a.ReaderCands = make([]int32, len(saved))
 	for i := range a.ReaderCands {
@@ -327,13 +323,18 @@ func BenchmarkServe(b *testing.B) {
 				if c.newBook {
 					history = append(slices.Clip(history), Interaction{Reader: history[0].Reader, Book: "b0", Weight: 1})
 				}
-				seen := make(map[string]bool, len(history))
-				for _, h := range history {
-					seen[h.Book] = true
-				}
-				a.Recommend(history, func(book string) bool { return seen[book] }, 20)
+				a.Recommend(history, historyBooks(history), 20)
 				i++
 			}
 		})
 	}
+}
+
+// historyBooks are the books of a history, which a request leaves out of the reader's list.
+func historyBooks(h []Interaction) []string {
+	out := make([]string, len(h))
+	for i, it := range h {
+		out[i] = it.Book
+	}
+	return out
 }

@@ -237,19 +237,18 @@ func HoldoutMetrics(a *Artifact, byReader map[string][]Interaction, holdout []In
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
-			seen := map[string]bool{}
 			var hist []Interaction
+			var seen []string
 			for i := w; i < len(holdout); i += workers {
 				h := holdout[i]
-				hist = hist[:0]
-				clear(seen)
+				hist, seen = hist[:0], seen[:0]
 				for _, it := range byReader[h.Reader] {
 					if it.Book != h.Book {
 						hist = append(hist, it)
-						seen[it.Book] = true
+						seen = append(seen, it.Book)
 					}
 				}
-				for rank, r := range a.Recommend(hist, func(b string) bool { return seen[b] }, 20) {
+				for rank, r := range a.Recommend(hist, seen, 20) {
 					if r.Book == h.Book {
 						recall[w]++
 						ndcg[w] += 1 / math.Log2(float64(rank)+2)

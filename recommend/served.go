@@ -59,10 +59,11 @@ func ServedMetrics(a *Artifact, train, test *Matrix) Metrics {
 	for w := range workers {
 		wg.Go(func() {
 			var hist []Interaction
+			var read []string
 			seen := map[string]bool{}
 			for i := w; i < len(users); i += workers {
 				u := users[i]
-				hist = hist[:0]
+				hist, read = hist[:0], read[:0]
 				clear(seen)
 				if u < train.Rows {
 					items, _ := train.Row(u)
@@ -70,10 +71,10 @@ func ServedMetrics(a *Artifact, train, test *Matrix) Metrics {
 					for _, it := range items {
 						b := fmt.Sprint("b", it)
 						hist = append(hist, Interaction{Reader: reader, Book: b, Weight: 1})
-						seen[b] = true
+						read, seen[b] = append(read, b), true
 					}
 				}
-				recs := a.Recommend(hist, func(b string) bool { return seen[b] }, 20)
+				recs := a.Recommend(hist, read, 20)
 				ranked := make([]int32, 0, 20)
 				taken := map[string]bool{}
 				for _, r := range recs {
