@@ -3,7 +3,9 @@ package api
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -107,19 +109,13 @@ func (a *API) Recommend(reader string, n int) (*Recommendations, error) {
 	now := a.now()
 	var history []recommend.Interaction
 	seen := map[string]bool{}
-	var read []string // seen's keys, which the model leaves out
 	authorScore := map[string]float32{}
 	err := insights.ReaderBooks(a.store, reader, func(rb *insights.ReaderBook) error {
 		it := trainer.Interaction(rb, now)
 		history = append(history, it)
 		// State folded before the catalog knew an alias may hold the book under its ISBN: the
 		// reader has read the catalog's book all the same.
-		canonical := a.catalog.Canonical(rb.Book)
-		seen[rb.Book], seen[canonical] = true, true
-		read = append(read, rb.Book)
-		if canonical != rb.Book {
-			read = append(read, canonical)
-		}
+		seen[rb.Book], seen[a.catalog.Canonical(rb.Book)] = true, true
 		if b, ok := a.catalog.Book(rb.Book); ok && it.Weight > 0 {
 			for _, au := range b.Authors {
 				authorScore[au] += it.Weight
@@ -142,7 +138,7 @@ func (a *API) Recommend(reader string, n int) (*Recommendations, error) {
 	model, version := a.registry.Serving()
 	out.ModelVersion = version
 	if model != nil && len(history) > 0 {
-		for _, rec := range model.Recommend(history, read, n) {
+		for _, rec := range model.Recommend(history, slices.Collect(maps.Keys(seen)), n) {
 			reason := "popular with readers"
 			if rec.Because != "" {
 				reason = "because you read " + a.catalog.Title(rec.Because)

@@ -206,38 +206,34 @@ func Decode(b []byte) (Event, error) {
 	}
 	e.ID, e.Type, e.Reader, e.Book = r.str(), Type(r.str()), r.str(), r.str()
 	e.Time = time.Unix(0, r.varint()).UTC()
-	if present&storedDevice != 0 {
-		e.Device = r.str()
+	// Present fields follow in bit order, so these reads go in that order.
+	has := func(bit uint64) bool { return present&bit != 0 }
+	str := func(bit uint64) string {
+		if !has(bit) {
+			return ""
+		}
+		return r.str()
 	}
-	if present&storedSession != 0 {
-		e.Session = r.str()
+	num := func(bit uint64) int64 {
+		if !has(bit) {
+			return 0
+		}
+		return r.varint()
 	}
-	if present&storedPosition != 0 {
+	e.Device = str(storedDevice)
+	e.Session = str(storedSession)
+	if has(storedPosition) {
 		p := math.Float64frombits(r.fixed64())
 		e.Position = &p
 	}
-	if present&storedPage != 0 {
-		e.Page = int(r.varint())
-	}
-	if present&storedPages != 0 {
-		e.Pages = int(r.varint())
-	}
-	if present&storedDuration != 0 {
-		e.DurationMS = r.varint()
-	}
-	if present&storedPageTurns != 0 {
-		e.PageTurns = int(r.varint())
-	}
-	if present&storedRating != 0 {
-		e.Rating = int(r.varint())
-	}
-	if present&storedText != 0 {
-		e.Text = r.str()
-	}
-	if present&storedTZ != 0 {
-		e.TZ = r.str()
-	}
-	if present&storedProps != 0 {
+	e.Page = int(num(storedPage))
+	e.Pages = int(num(storedPages))
+	e.DurationMS = num(storedDuration)
+	e.PageTurns = int(num(storedPageTurns))
+	e.Rating = int(num(storedRating))
+	e.Text = str(storedText)
+	e.TZ = str(storedTZ)
+	if has(storedProps) {
 		n := r.uvarint()
 		if r.err == nil && n > uint64(len(r.s)-r.pos)/2 { // each prop takes at least two bytes
 			return Event{}, fmt.Errorf("event: stored event claims %d props in %d bytes", n, len(r.s)-r.pos)
