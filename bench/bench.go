@@ -41,15 +41,15 @@ type Options struct {
 
 // Run is one run's measurements.
 type Run struct {
-	BaselineEPS  float64 // bare eventlog appends of the same events, same concurrency
-	NullSinkEPS  float64 // the same bodies posted to a server that only writes and fsyncs them
-	IngestEPS    float64 // HTTP ingest, acknowledged after fsync
-	AckP50       time.Duration
-	AckP99       time.Duration
+	BaselineEPS float64 // bare eventlog appends of the same events, same concurrency
+	NullSinkEPS float64 // the same bodies posted to a server that only writes and fsyncs them
+	IngestEPS   float64 // HTTP ingest, acknowledged after fsync
+	AckP50      time.Duration
+	AckP99      time.Duration
 	// HalfRateP50 and HalfRateP99 are ack latencies when the same bodies go to a fresh server
 	// at half of IngestEPS: the latency of a server that is not saturated.
-	HalfRateP50 time.Duration
-	HalfRateP99 time.Duration
+	HalfRateP50  time.Duration
+	HalfRateP99  time.Duration
 	ProcessedEPS float64 // events folded into state per second, from ingest start to lag 0
 	QueryP50     map[string]time.Duration
 	QueryP99     map[string]time.Duration
