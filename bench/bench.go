@@ -73,6 +73,13 @@ func Ingest(ctx context.Context, opts Options) ([]Run, error) {
 	for i := range bodies {
 		bodies[i] = loadgen.EncodeBody(events[i], opts.Gzip)
 	}
+	if len(events) > 0 { // sizes of the first batch's events
+		var jsonBytes, storedBytes int
+		for _, e := range events[0] {
+			jsonBytes, storedBytes = jsonBytes+len(e.Marshal()), storedBytes+len(e.Encode())
+		}
+		fmt.Fprintf(opts.Out, "an event averages %d bytes as JSON, %d in its stored form\n", jsonBytes/len(events[0]), storedBytes/len(events[0]))
+	}
 	var runs []Run
 	for r := 1; r <= opts.Runs; r++ {
 		run, err := once(ctx, opts, events, bodies)
@@ -93,7 +100,6 @@ func Ingest(ctx context.Context, opts Options) ([]Run, error) {
 
 func once(ctx context.Context, opts Options, events [][]event.Event, bodies [][]byte) (Run, error) {
 	var run Run
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	// Baseline: the same events appended straight to a fresh log.
 	dir, err := os.MkdirTemp(opts.Dir, "bench-baseline-")
@@ -142,18 +148,11 @@ func once(ctx context.Context, opts Options, events [][]event.Event, bodies [][]
 	}
 
 	// The real thing: a server on loopback, clients posting the pre-encoded batches.
-	dir2, err := os.MkdirTemp(opts.Dir, "bench-server-")
+	srv, stopServer, err := startServer(opts, "bench-server-", nil)
 	if err != nil {
 		return run, err
 	}
-	defer os.RemoveAll(dir2)
-	scfg := server.DefaultConfig()
-	scfg.DataDir, scfg.Addr, scfg.Logger = dir2, "127.0.0.1:0", quiet
-	srv, err := server.Start(scfg)
-	if err != nil {
-		return run, err
-	}
-	defer srv.Shutdown(context.Background())
+	defer stopServer()
 	start = time.Now()
 	res, err := sendBodies(ctx, "http://"+srv.Addr()+"/v1/events", opts, 0, bodies)
 	if err != nil {
@@ -240,20 +239,14 @@ func kafkaIngest(ctx context.Context, opts Options, bodies [][]byte, run *Run) e
 		return err
 	}
 	defer cluster.Close()
-	dir, err := os.MkdirTemp(opts.Dir, "bench-kafka-")
+	srv, stopServer, err := startServer(opts, "bench-kafka-", func(cfg *server.Config) {
+		cfg.Roles = []string{"ingest"}
+		cfg.Log = "kafka://" + strings.Join(cluster.ListenAddrs(), ",") + "/events"
+	})
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	cfg := server.DefaultConfig()
-	cfg.DataDir, cfg.Addr, cfg.Logger = dir, "127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg.Roles = []string{"ingest"}
-	cfg.Log = "kafka://" + strings.Join(cluster.ListenAddrs(), ",") + "/events"
-	srv, err := server.Start(cfg)
-	if err != nil {
-		return err
-	}
-	defer srv.Shutdown(context.Background())
+	defer stopServer()
 	res, err := sendBodies(ctx, "http://"+srv.Addr()+"/v1/events", opts, 0, bodies)
 	if err != nil {
 		return fmt.Errorf("kafka ingest: %w", err)
@@ -263,10 +256,8 @@ func kafkaIngest(ctx context.Context, opts Options, bodies [][]byte, run *Run) e
 	return nil
 }
 
-// sendBodies posts every pre-encoded body once, from opts.Concurrency clients; every batch must
-// be acknowledged.
-// sendBodies posts the bodies from opts.Concurrency clients, at rate events/s in all (0: as fast
-// as they are acknowledged).
+// sendBodies posts every pre-encoded body once, from opts.Concurrency clients, at rate events/s in
+// all (0: as fast as they are acknowledged); every batch must be acknowledged.
 func sendBodies(ctx context.Context, url string, opts Options, rate float64, bodies [][]byte) (*loadgen.Result, error) {
 	i := 0
 	res, err := loadgen.Send(ctx, loadgen.SendConfig{URL: url, Rate: rate, Batch: opts.Batch, Concurrency: opts.Concurrency, Gzip: opts.Gzip},
@@ -283,21 +274,36 @@ func sendBodies(ctx context.Context, url string, opts Options, rate float64, bod
 	return res, err
 }
 
+// startServer starts a quiet `dogear serve` on loopback with its data in a new folder under
+// opts.Dir, configured by configure when it is not nil. stop shuts it down and removes the folder.
+func startServer(opts Options, prefix string, configure func(*server.Config)) (srv *server.Server, stop func(), err error) {
+	dir, err := os.MkdirTemp(opts.Dir, prefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := server.DefaultConfig()
+	cfg.DataDir, cfg.Addr, cfg.Logger = dir, "127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil))
+	if configure != nil {
+		configure(&cfg)
+	}
+	if srv, err = server.Start(cfg); err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return srv, func() {
+		srv.Shutdown(context.Background())
+		os.RemoveAll(dir)
+	}, nil
+}
+
 // halfRate posts the bodies to a fresh server at rate events/s and returns the ack latency's
 // median and 99th percentile.
 func halfRate(ctx context.Context, opts Options, bodies [][]byte, rate float64) (p50, p99 time.Duration, err error) {
-	dir, err := os.MkdirTemp(opts.Dir, "bench-half-rate-")
+	srv, stopServer, err := startServer(opts, "bench-half-rate-", nil)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer os.RemoveAll(dir)
-	cfg := server.DefaultConfig()
-	cfg.DataDir, cfg.Addr, cfg.Logger = dir, "127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := server.Start(cfg)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer srv.Shutdown(context.Background())
+	defer stopServer()
 	res, err := sendBodies(ctx, "http://"+srv.Addr()+"/v1/events", opts, rate, bodies)
 	if err != nil {
 		return 0, 0, fmt.Errorf("half-rate ingest: %w", err)

@@ -10,9 +10,10 @@ import "github.com/bits-and-blooms/bloom/v3"
 // with the log2 of the log's growth since open. Memory is about 1.2 bytes per id the filters
 // are sized for: twice the ids the log held at open, so 1.2 to 2.4 bytes per stored id.
 //
-// The filter is not stored: OpenPebble reads every id of the index into it, about 0.3–0.6 µs
-// an id on the project's machine (0.6–1.3 s for a log of 2M events), so half a minute or so per
-// 100M events. Storing it beside the log would make opening independent of the log's size.
+// The filter is not stored: OpenPebble reads every id of the index into it, 0.3–0.9 µs an id on
+// the project's machine (BenchmarkPebbleOpen: 0.6–1.7 s for a log of 2M events), so about a
+// minute per 100M events. Storing it beside the log would make opening independent of the
+// log's size.
 type idFilter struct {
 	chain []*bloom.BloomFilter
 	n     uint // ids added to the newest filter

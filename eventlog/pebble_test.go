@@ -67,3 +67,33 @@ func BenchmarkPebbleAppend(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "events/s")
 }
+
+// BenchmarkPebbleOpen measures opening a log of 2M events, most of which is filling the id
+// filter from the dedup index (eventlog/idfilter.go).
+func BenchmarkPebbleOpen(b *testing.B) {
+	dir := b.TempDir()
+	l, err := eventlog.OpenPebble(dir, 16, 256<<20)
+	if err != nil {
+		b.Fatal(err)
+	}
+	value := make([]byte, 84)
+	const events = 2_000_000
+	for n := 0; n < events; n += 1000 {
+		batch := make([]eventlog.Entry, 1000)
+		for i := range batch {
+			batch[i] = eventlog.Entry{ID: fmt.Sprintf("evt-%08d", n+i), Key: fmt.Sprintf("r%d", i%997), Value: value}
+		}
+		if _, err := l.Append(context.Background(), batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	l.Close()
+	for b.Loop() {
+		l, err := eventlog.OpenPebble(dir, 0, 256<<20)
+		if err != nil {
+			b.Fatal(err)
+		}
+		l.Close()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/events, "ns/event")
+}
