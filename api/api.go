@@ -213,7 +213,7 @@ func (a *API) trending(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	books, err := insights.Trending(a.store, asOf, 0, n)
+	books, err := insights.Trending(a.store, asOf, n)
 	if err != nil {
 		return nil, err
 	}

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"time"
 
 	"github.com/dogear-dev/dogear/insights"
 	"github.com/dogear-dev/dogear/internal/httpjson"
@@ -152,22 +151,18 @@ func (a *API) Recommend(reader string, n int) (*Recommendations, error) {
 		}
 	}
 	if len(out.Items) < n {
-		trending, err := insights.Trending(a.store, now, 0, 2*n)
+		trending, err := insights.Trending(a.store, now, 2*n)
 		if err != nil {
 			return nil, err
 		}
 		for _, t := range trending {
-			add(t.Book, float32(t.Score), "trending now", "")
-		}
-	}
-	if len(out.Items) < n && model == nil {
-		// No model yet and little recent activity: the books most often started, ever.
-		ever, err := insights.Trending(a.store, now, 100*365*24*time.Hour, 2*n)
-		if err != nil {
-			return nil, err
-		}
-		for _, t := range ever {
-			add(t.Book, 0, "popular with readers", "")
+			switch {
+			case t.Score > 0:
+				add(t.Book, float32(t.Score), "trending now", "")
+			case model == nil:
+				// Started, but not for months: with no model, still the best guess.
+				add(t.Book, 0, "popular with readers", "")
+			}
 		}
 	}
 	if model != nil {

@@ -183,7 +183,7 @@ func (c *PartitionCounts) encode(e *encoder) {
 	e.int(c.ReadingEvents)
 	e.int(c.Readers)
 	e.int(c.ReaderBooks)
-	e.int(boolInt(c.Aggregated))
+	e.int(c.Aggregates)
 }
 
 func (c *PartitionCounts) decode(d *decoder) {
@@ -191,12 +191,5 @@ func (c *PartitionCounts) decode(d *decoder) {
 	c.ReadingEvents = d.int()
 	c.Readers = d.int()
 	c.ReaderBooks = d.int()
-	c.Aggregated = d.optInt() == 1
-}
-
-func boolInt(b bool) int64 {
-	if b {
-		return 1
-	}
-	return 0
+	c.Aggregates = d.optInt()
 }

@@ -127,19 +127,19 @@ func TestInsightDefinitions(t *testing.T) {
 		t.Errorf("b2 readers started %d: a purchase alone is not a start", b2.ReadersStarted)
 	}
 
-	tr, err := insights.Trending(s, asOf, 0, 10)
+	tr, err := insights.Trending(s, asOf, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	decay := func(start string) float64 {
-		hourMid := ts(start).Truncate(time.Hour).Add(30 * time.Minute)
-		return math.Pow(0.5, asOf.Sub(hourMid).Hours()/72)
+		return math.Pow(0.5, asOf.Sub(ts(start).Truncate(time.Hour)).Hours()/72)
 	}
 	wantB2 := decay("2026-11-13T14:00:00Z")
-	wantB1 := decay("2026-11-10T03:00:00Z") + decay("2026-11-01T00:00:00Z") // bob's start is outside 30 days
-	if len(tr) != 2 || tr[0].Book != "b2" || tr[1].Book != "b1" || tr[1].Starts != 2 ||
+	// bob's start in September still counts, about 4e-8.
+	wantB1 := decay("2026-11-10T03:00:00Z") + decay("2026-11-01T00:00:00Z") + decay("2026-09-01T10:00:00Z")
+	if len(tr) != 2 || tr[0].Book != "b2" || tr[1].Book != "b1" || tr[1].Starts != 3 ||
 		math.Abs(tr[0].Score-wantB2) > 1e-4 || math.Abs(tr[1].Score-wantB1) > 1e-4 {
-		t.Errorf("trending %+v, want b2 %.4f then b1 %.4f (2 starts)", tr, wantB2, wantB1)
+		t.Errorf("trending %+v, want b2 %.4f then b1 %.4f (3 starts)", tr, wantB2, wantB1)
 	}
 
 	p, err := insights.Platform(s, asOf)

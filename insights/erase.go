@@ -58,11 +58,15 @@ func Erase(src state.Reader, w *state.Writes, partition int, reader string) (boo
 	if err != nil || !found {
 		return false, err
 	}
+	tx := state.Overlay{Base: src, Writes: w}
 	for _, rb := range books {
 		counts.ReaderBooks--
 		w.Delete(bookReaderKey(rb.Book, reader))
 		if rb.First != 0 {
 			w.Delete(startKey(rb.First/3_600_000, rb.Book, reader))
+			if err := addStart(tx, partition, rb.Book, rb.First/3_600_000, -1); err != nil {
+				return false, err
+			}
 		}
 		if rb.Highlights > 0 {
 			hp := highlightsPrefix(rb.Book)
@@ -78,7 +82,6 @@ func Erase(src state.Reader, w *state.Writes, partition int, reader string) (boo
 			}
 		}
 	}
-	tx := state.Overlay{Base: src, Writes: w}
 	for day, n := range days {
 		w.Delete(activeKey(day, reader))
 		if err := addDaily(tx, dailyActive, n, partition, -1); err != nil {

@@ -42,7 +42,7 @@ func ApplyUnique(tx Tx, partition int, e *event.Event) error {
 	if found, err := loadFound(tx, countsKey(partition), &counts); err != nil {
 		return err
 	} else if !found {
-		counts.Aggregated = true // the partition's first event: its aggregates start complete
+		counts.Aggregates = aggregatesTrending // the partition's first event: its aggregates start complete
 	}
 	counts.Events++
 	at := e.Time.UnixMilli()
@@ -80,7 +80,7 @@ func ApplyUnique(tx Tx, partition int, e *event.Event) error {
 	}
 	if reading {
 		counts.ReadingEvents++
-		if err := applyReading(tx, &rb, e, at); err != nil {
+		if err := applyReading(tx, partition, &rb, e, at); err != nil {
 			return err
 		}
 		if err := markActive(tx, partition, &meta, e.Reader, at); err != nil {
@@ -107,7 +107,7 @@ func ApplyUnique(tx Tx, partition int, e *event.Event) error {
 	return nil
 }
 
-func applyReading(tx Tx, rb *ReaderBook, e *event.Event, at int64) error {
+func applyReading(tx Tx, partition int, rb *ReaderBook, e *event.Event, at int64) error {
 	oldFirst := rb.First
 	rb.First = minNonZero(rb.First, at)
 	rb.Last = max(rb.Last, at)
@@ -115,8 +115,14 @@ func applyReading(tx Tx, rb *ReaderBook, e *event.Event, at int64) error {
 		// The book's start moved (first read, or a late event from before): move its trending entry.
 		if oldFirst != 0 {
 			tx.Delete(startKey(oldFirst/3_600_000, rb.Book, rb.Reader))
+			if err := addStart(tx, partition, rb.Book, oldFirst/3_600_000, -1); err != nil {
+				return err
+			}
 		}
 		tx.Put(startKey(rb.First/3_600_000, rb.Book, rb.Reader), nil)
+		if err := addStart(tx, partition, rb.Book, rb.First/3_600_000, 1); err != nil {
+			return err
+		}
 	}
 
 	pos, hasPos := position(e)

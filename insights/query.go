@@ -19,8 +19,7 @@ var ErrNotFound = errors.New("not found")
 // Definitions shared by the queries; docs/insights.md explains each.
 const (
 	AbandonAfter     = 30 * 24 * time.Hour // no reading for this long without finishing = abandoned
-	TrendingWindow   = 30 * 24 * time.Hour
-	TrendingHalfLife = 3 * 24 * time.Hour
+	TrendingHalfLife = trendHalfLifeHours * time.Hour
 	MAUWindowDays    = 30
 	// minOwnSpeedMS: below this much reading time in a book, its own speed is too noisy for an
 	// estimate and the reader's overall speed is used instead.
@@ -348,69 +347,6 @@ func topPassages(src state.Reader, book string, n int) ([]Passage, error) {
 	return out, err
 }
 
-// TrendingBook is one entry of GET /v1/trending.
-type TrendingBook struct {
-	Book   string  `json:"book"`
-	Score  float64 `json:"score"`
-	Starts int     `json:"starts"`
-}
-
-// Trending ranks books by readers starting them: each start in the window (TrendingWindow, 30
-// days, when 0) up to as_of counts 0.5^(age / 3 days), so a start today counts 1 and one a week
-// ago about 0.2.
-func Trending(src state.Reader, asOf time.Time, window time.Duration, n int) ([]TrendingBook, error) {
-	if window <= 0 {
-		window = TrendingWindow
-	}
-	nowHour := asOf.Unix() / 3600
-	fromHour := asOf.Add(-window).Unix() / 3600
-	lower := binary.BigEndian.AppendUint64(append([]byte(nil), startsPrefix...), uint64(max(0, fromHour)))
-	upper := binary.BigEndian.AppendUint64(append([]byte(nil), startsPrefix...), uint64(nowHour+1))
-	byBook := map[string]*TrendingBook{}
-	err := src.Scan(lower, upper, func(k, _ []byte) error {
-		rest := k[len(startsPrefix):]
-		hour := int64(binary.BigEndian.Uint64(rest))
-		book := string(rest[9 : 9+indexSep(rest[9:])])
-		ageHours := float64(asOf.Unix())/3600 - (float64(hour) + 0.5)
-		w := math.Pow(0.5, max(0, ageHours)/TrendingHalfLife.Hours())
-		tb := byBook[book]
-		if tb == nil {
-			tb = &TrendingBook{Book: book}
-			byBook[book] = tb
-		}
-		tb.Score += w
-		tb.Starts++
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]TrendingBook, 0, len(byBook))
-	for _, tb := range byBook {
-		tb.Score = round4(tb.Score)
-		out = append(out, *tb)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Score != out[j].Score {
-			return out[i].Score > out[j].Score
-		}
-		return out[i].Book < out[j].Book
-	})
-	if len(out) > n {
-		out = out[:n]
-	}
-	return out, nil
-}
-
-func indexSep(b []byte) int {
-	for i, c := range b {
-		if c == 0 {
-			return i
-		}
-	}
-	return len(b)
-}
-
 // DayCount is a number of readers on one UTC day.
 type DayCount struct {
 	Date    string `json:"date"`
@@ -443,7 +379,7 @@ func Platform(src state.Reader, asOf time.Time) (*PlatformStats, error) {
 		out.Totals.ReadingEvents += c.ReadingEvents
 		out.Totals.Readers += c.Readers
 		out.Totals.ReaderBooks += c.ReaderBooks
-		aggregated = aggregated && c.Aggregated
+		aggregated = aggregated && c.Aggregates >= aggregatesDaily
 		return nil
 	})
 	if err != nil {

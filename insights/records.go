@@ -74,10 +74,16 @@ type PartitionCounts struct {
 	ReadingEvents int64 `json:"reading_events"`
 	Readers       int64 `json:"readers"`
 	ReaderBooks   int64 `json:"reader_books"`
-	// Aggregated says the partition's daily aggregates (dailyKey) were kept from its first
-	// event, so queries may use them; state folded before they existed lacks them until a rebuild.
-	Aggregated bool `json:"-"`
+	// Aggregates says which aggregates the partition kept from its first event, so that queries
+	// may use them: none (state folded before any existed, until a rebuild), the daily active
+	// counts (aggregatesDaily), or those and the trending weights (aggregatesTrending).
+	Aggregates int64 `json:"-"`
 }
+
+const (
+	aggregatesDaily    = 1
+	aggregatesTrending = 2
+)
 
 // Key layout. Ids cannot contain control characters, so \x00 separates components without
 // ambiguity and every prefix scan is exact. Each key is owned by the partition of the reader in
@@ -132,6 +138,9 @@ func countsKey(partition int) []byte {
 const (
 	dailyActive = 'n'
 	dailyLast   = 'l'
+	// hourlyStarts counts a partition's starts by UTC hour (the "day" of its key is an hour), so
+	// that trending knows whether any start came after as_of's hour.
+	hourlyStarts = 'h'
 )
 
 func dailyPrefix(kind byte) []byte { return []byte{'p', 0, kind, 0} }
