@@ -62,6 +62,9 @@ func Erase(src state.Reader, w *state.Writes, partition int, reader string) (boo
 	for _, rb := range books {
 		counts.ReaderBooks--
 		w.Delete(bookReaderKey(rb.Book, reader))
+		if err := moveBookShare(tx, partition, reader, &rb, nil); err != nil {
+			return false, err
+		}
 		if rb.First != 0 {
 			w.Delete(startKey(rb.First/3_600_000, rb.Book, reader))
 			if err := addStart(tx, partition, rb.Book, rb.First/3_600_000, -1); err != nil {

@@ -42,7 +42,7 @@ func ApplyUnique(tx Tx, partition int, e *event.Event) error {
 	if found, err := loadFound(tx, countsKey(partition), &counts); err != nil {
 		return err
 	} else if !found {
-		counts.Aggregates = aggregatesTrending // the partition's first event: its aggregates start complete
+		counts.Aggregates = aggregatesBooks // the partition's first event: all its aggregates start complete
 	}
 	counts.Events++
 	at := e.Time.UnixMilli()
@@ -74,7 +74,11 @@ func ApplyUnique(tx Tx, partition int, e *event.Event) error {
 	if err != nil {
 		return err
 	}
-	if !found {
+	var before *ReaderBook // the record as it was, for the book's aggregates; nil when new
+	if found {
+		was := rb
+		before = &was
+	} else {
 		counts.ReaderBooks++
 		rb.Reader, rb.Book = e.Reader, e.Book
 	}
@@ -104,7 +108,7 @@ func ApplyUnique(tx Tx, partition int, e *event.Event) error {
 	tx.Put(readerBookKey(e.Reader, e.Book), v)
 	tx.Put(bookReaderKey(e.Book, e.Reader), v)
 	tx.Put(countsKey(partition), encodeRecord(&counts))
-	return nil
+	return moveBookShare(tx, partition, e.Reader, before, &rb)
 }
 
 func applyReading(tx Tx, partition int, rb *ReaderBook, e *event.Event, at int64) error {
@@ -276,8 +280,11 @@ func load(tx Tx, key []byte, v record) error {
 	return err
 }
 
-func loadFound(tx Tx, key []byte, v record) (bool, error) {
-	b, ok, err := tx.Get(key)
+// loadFound reads and decodes a record, from a Tx or a state.Reader.
+func loadFound(src interface {
+	Get([]byte) ([]byte, bool, error)
+}, key []byte, v record) (bool, error) {
+	b, ok, err := src.Get(key)
 	if err != nil || !ok {
 		return false, err
 	}

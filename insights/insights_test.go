@@ -253,6 +253,30 @@ func TestPlatformAggregates(t *testing.T) {
 		}
 	}
 	check(mid)
+	// Book statistics from the aggregates equal those from every reader's record, with the
+	// 30-day cut-off at several hours of one day, where the readers of that day are told apart
+	// one by one.
+	books := map[string]bool{}
+	for _, e := range events {
+		books[e.Book] = true
+	}
+	for _, asOf := range []time.Time{mid, mid.Add(7 * time.Hour), mid.Add(19*time.Hour + 30*time.Minute), end, end.Add(40 * 24 * time.Hour)} {
+		for _, b := range sortedKeys(books) {
+			got, err := insights.Book(s, b, asOf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := insights.BookFromReaders(s, b, asOf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, _ := json.Marshal(got)
+			w, _ := json.Marshal(want)
+			if !bytes.Equal(g, w) {
+				t.Fatalf("book %s as of %s: from the aggregates\n%s\nfrom the readers\n%s", b, asOf, g, w)
+			}
+		}
+	}
 	var w state.Writes
 	s.Scan([]byte("p\x00a\x00"), state.PrefixEnd([]byte("p\x00a\x00")), func(k, _ []byte) error { w.Delete(k); return nil })
 	off, _ := s.Offset(0)

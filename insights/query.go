@@ -241,18 +241,48 @@ type BookStats struct {
 	ReadingHours        float64   `json:"reading_hours"`
 }
 
-// Book computes a book's statistics as of a moment (which decides who has abandoned it).
+// Book computes a book's statistics as of a moment (which decides who has abandoned it). When
+// every partition kept the book aggregates from its first event it reads those (bookstats.go),
+// a few dozen keys however many readers the book has; otherwise (state folded before them, until
+// `dogear rebuild`) every reader's record of the book.
 func Book(src state.Reader, book string, asOf time.Time) (*BookStats, error) {
+	out := newBookStats(book, asOf)
+	_, kept, err := partitionsKeeping(src, aggregatesBooks)
+	if err != nil {
+		return nil, err
+	}
+	var found bool
+	if kept {
+		found, err = bookFromAggregates(src, book, asOf, out)
+	} else {
+		found, err = bookFromReaders(src, book, asOf, out)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, ErrNotFound
+	}
+	out.TopPassages, err = topPassages(src, book, 10)
+	return out, err
+}
+
+func newBookStats(book string, asOf time.Time) *BookStats {
 	out := &BookStats{Book: book, AsOf: asOf.UTC(), TopPassages: []Passage{}}
 	for i := range 10 {
 		out.Abandonment = append(out.Abandonment, Bucket{From: float64(i) / 10, To: float64(i+1) / 10})
 	}
+	return out
+}
+
+// bookFromReaders answers Book from every reader's record of the book.
+func bookFromReaders(src state.Reader, book string, asOf time.Time, out *BookStats) (bool, error) {
 	cutoff := asOf.Add(-AbandonAfter).UnixMilli()
-	var finishHours []float64
+	finishes := map[int32]int64{}
 	var ratingSum, readMS int64
-	any := false
+	found := false
 	err := state.ScanPrefix(src, bookReadersPrefix(book), func(_, v []byte) error {
-		any = true
+		found = true
 		var rb ReaderBook
 		if err := decodeRecord(v, &rb); err != nil {
 			return err
@@ -271,44 +301,22 @@ func Book(src state.Reader, book string, asOf time.Time) (*BookStats, error) {
 		switch {
 		case rb.Finished != 0:
 			out.ReadersFinished++
-			finishHours = append(finishHours, hours(max(0, rb.Finished-rb.First)))
+			finishes[finishSlot(hours(max(0, rb.Finished-rb.First)))]++
 		case rb.Last < cutoff:
 			out.ReadersAbandoned++
-			if rb.PosAt == 0 {
+			if b := abandonmentBucket(&rb); b == noPosition {
 				out.AbandonedNoPosition++
 			} else {
-				out.Abandonment[min(9, int(rb.Pos*10))].Readers++
+				out.Abandonment[b].Readers++
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
+	if err != nil || !found {
+		return false, err
 	}
-	if !any {
-		return nil, ErrNotFound
-	}
-	out.ReadingHours = round2(hours(readMS))
-	if out.ReadersStarted > 0 {
-		v := round4(float64(out.ReadersFinished) / float64(out.ReadersStarted))
-		out.CompletionRate = &v
-	}
-	if len(finishHours) > 0 {
-		sort.Float64s(finishHours)
-		n := len(finishHours)
-		m := finishHours[n/2]
-		if n%2 == 0 {
-			m = (finishHours[n/2-1] + finishHours[n/2]) / 2
-		}
-		m = round2(m)
-		out.MedianHoursToFinish = &m
-	}
-	if out.Ratings > 0 {
-		v := round2(float64(ratingSum) / float64(out.Ratings))
-		out.AverageRating = &v
-	}
-	out.TopPassages, err = topPassages(src, book, 10)
-	return out, err
+	finishStats(out, ratingSum, readMS, finishes)
+	return true, nil
 }
 
 func topPassages(src state.Reader, book string, n int) ([]Passage, error) {

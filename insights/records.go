@@ -76,13 +76,15 @@ type PartitionCounts struct {
 	ReaderBooks   int64 `json:"reader_books"`
 	// Aggregates says which aggregates the partition kept from its first event, so that queries
 	// may use them: none (state folded before any existed, until a rebuild), the daily active
-	// counts (aggregatesDaily), or those and the trending weights (aggregatesTrending).
+	// counts (aggregatesDaily), and the trending weights (aggregatesTrending), and the book
+	// statistics (aggregatesBooks).
 	Aggregates int64 `json:"-"`
 }
 
 const (
 	aggregatesDaily    = 1
 	aggregatesTrending = 2
+	aggregatesBooks    = 3
 )
 
 // Key layout. Ids cannot contain control characters, so \x00 separates components without

@@ -3,6 +3,7 @@ package insights
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/big"
 	"sort"
@@ -133,7 +134,9 @@ func addStart(tx Tx, partition int, book string, h int64, n int64) error {
 		tx.Put(k, encodeRecord(&t))
 	}
 	if t.Weight.Sign() > 0 {
-		tx.Put(rankKey(partition, &t.Weight, book), nil)
+		// The value is the starts, so that a merge that meets the book in every ranking knows
+		// its totals without reading its records.
+		tx.Put(rankKey(partition, &t.Weight, book), binary.AppendVarint(nil, t.Starts))
 	}
 	return addDaily(tx, hourlyStarts, h, partition, n)
 }
@@ -173,22 +176,29 @@ func Trending(src state.Reader, asOf time.Time, n int) ([]TrendingBook, error) {
 // trendPartitions lists the partitions with state, and whether their trending aggregates can
 // answer as of the UTC hour: all kept them, and none counted a start after it.
 func trendPartitions(src state.Reader, hour int64) ([]int, bool, error) {
+	parts, kept, err := partitionsKeeping(src, aggregatesTrending)
+	if err != nil || !kept {
+		return parts, false, err
+	}
+	later, err := sumDaily(src, hourlyStarts, hour+1, math.MaxInt64, nil)
+	return parts, later == 0, err
+}
+
+// partitionsKeeping lists the partitions with state, and whether every one kept the aggregates
+// of a level (PartitionCounts.Aggregates) from its first event.
+func partitionsKeeping(src state.Reader, level int64) ([]int, bool, error) {
 	var parts []int
-	aggregated := true
+	kept := true
 	err := state.ScanPrefix(src, countsPrefix, func(k, v []byte) error {
 		var c PartitionCounts
 		if err := decodeRecord(v, &c); err != nil {
 			return err
 		}
 		parts = append(parts, int(binary.BigEndian.Uint16(k[len(countsPrefix):])))
-		aggregated = aggregated && c.Aggregates >= aggregatesTrending
+		kept = kept && c.Aggregates >= level
 		return nil
 	})
-	if err != nil || !aggregated {
-		return parts, false, err
-	}
-	later, err := sumDaily(src, hourlyStarts, hour+1, math.MaxInt64, nil)
-	return parts, later == 0, err
+	return parts, kept, err
 }
 
 // bookTotal is a book's trending weight and starts over every partition.
@@ -221,41 +231,52 @@ func keepTop(top []bookTotal, t bookTotal, n int) []bookTotal {
 	return top
 }
 
-// trendingFromRankings merges the partitions' rankings with the threshold algorithm (Fagin,
-// Lotem and Naor): it reads each ranking from the top, a chunk at a time, and totals every book
-// it meets over all partitions. A book not met yet weighs at most, in each partition, the last
-// weight read there, so once the n-th total outweighs the sum of those, no unread book can
-// enter the top n. With readers spread over partitions, a book heavy in one is heavy in all, and
-// the merge stops after a few chunks however many readers and books there are.
+// trendingFromRankings merges the partitions' rankings (after Fagin, Lotem and Naor's threshold
+// algorithms). It reads each ranking from the top, a chunk at a time, adding up what it reads of
+// each book: a lower bound of the book's total. A book not met in a ranking still open weighs at
+// most the last weight read there, so a book met nowhere weighs at most the sum of those; once
+// the n-th best lower bound exceeds that sum, the top n are among the books met. Those are then
+// totalled exactly, most promising first (by their upper bound), until the n-th total exceeds
+// every remaining upper bound. Reading a ranking is a scan of small keys; totalling a book reads
+// its records of every partition, so it is done for as few books as the bounds allow. With
+// readers spread over partitions, a book heavy in one is heavy in all, and the merge stops
+// after a few chunks however many readers and books there are.
 func trendingFromRankings(src state.Reader, parts []int, n int) ([]bookTotal, error) {
 	type cursor struct {
 		lower, upper []byte
-		last         *big.Int // the weight of the last entry read; nil before the first
-		done         bool
+		last         big.Int // the weight of the last entry read
+		open         bool
 	}
 	cursors := make([]*cursor, len(parts))
 	for i, p := range parts {
 		prefix := rankPrefix(p)
-		cursors[i] = &cursor{lower: prefix, upper: state.PrefixEnd(prefix)}
+		cursors[i] = &cursor{lower: prefix, upper: state.PrefixEnd(prefix), open: true}
 	}
-	met := map[string]bool{}
-	var top []bookTotal
-	for chunk := max(n, 8); ; chunk *= 2 {
-		var fresh []string
-		for _, c := range cursors {
-			if c.done {
+	partials := map[string]*partial{}
+	var unmet big.Int // what a book met nowhere can weigh at most
+	for chunk := max(4*n, 64); ; chunk *= 2 {
+		for i, c := range cursors {
+			if !c.open {
 				continue
 			}
-			read := 0
-			err := src.Scan(c.lower, c.upper, func(k, _ []byte) error {
+			entries := 0
+			err := src.Scan(c.lower, c.upper, func(k, v []byte) error {
 				w, book := parseRank(k[rankPrefixLen:])
-				c.last = w
-				c.lower = append(append(c.lower[:0:0], k...), 0)
-				if !met[book] {
-					met[book] = true
-					fresh = append(fresh, book)
+				starts, read := binary.Varint(v)
+				if read <= 0 {
+					return fmt.Errorf("insights: corrupt ranking entry %q", k)
 				}
-				if read++; read == chunk {
+				c.last.Set(w)
+				c.lower = append(append(c.lower[:0:0], k...), 0)
+				pb := partials[book]
+				if pb == nil {
+					pb = &partial{book: book, met: make([]bool, len(cursors))}
+					partials[book] = pb
+				}
+				pb.known.Add(&pb.known, w)
+				pb.starts += starts
+				pb.met[i] = true
+				if entries++; entries == chunk {
 					return state.ErrStop
 				}
 				return nil
@@ -263,27 +284,75 @@ func trendingFromRankings(src state.Reader, parts []int, n int) ([]bookTotal, er
 			if err != nil {
 				return nil, err
 			}
-			c.done = read < chunk
+			c.open = entries == chunk
 		}
-		for _, book := range fresh {
-			t, err := bookTotals(src, book)
-			if err != nil {
-				return nil, err
-			}
-			top = keepTop(top, t, n)
-		}
-		var bound big.Int
-		open := false
+
+		unmet.SetInt64(0)
 		for _, c := range cursors {
-			if !c.done && c.last != nil {
-				bound.Add(&bound, c.last)
-				open = true
+			if c.open {
+				unmet.Add(&unmet, &c.last)
 			}
 		}
-		if !open || (len(top) == n && top[n-1].weight.Cmp(&bound) > 0) {
-			return top, nil
+		if unmet.Sign() == 0 || nthKnown(partials, n).Cmp(&unmet) > 0 {
+			break
 		}
 	}
+
+	type candidate struct {
+		*partial
+		upper big.Int
+		exact bool // met in every ranking still open: what was read is the total
+	}
+	cands := make([]candidate, 0, len(partials))
+	for _, pb := range partials {
+		c := candidate{partial: pb, exact: true}
+		c.upper.Set(&pb.known)
+		for i, cur := range cursors {
+			if cur.open && !pb.met[i] {
+				c.upper.Add(&c.upper, &cur.last)
+				c.exact = false
+			}
+		}
+		cands = append(cands, c)
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].upper.Cmp(&cands[j].upper) > 0 })
+	var top []bookTotal
+	for _, c := range cands {
+		if len(top) == n && top[n-1].weight.Cmp(&c.upper) > 0 {
+			break
+		}
+		t := bookTotal{book: c.book, starts: c.starts}
+		t.weight.Set(&c.known)
+		if !c.exact {
+			var err error
+			if t, err = bookTotals(src, c.book); err != nil {
+				return nil, err
+			}
+		}
+		top = keepTop(top, t, n)
+	}
+	return top, nil
+}
+
+// partial is what the merge has read of a book.
+type partial struct {
+	book   string
+	known  big.Int // the weights read so far
+	starts int64   // and the starts
+	met    []bool  // in which rankings
+}
+
+// nthKnown is the n-th largest weight read of the books met (0 when fewer were met).
+func nthKnown(partials map[string]*partial, n int) *big.Int {
+	known := make([]*big.Int, 0, len(partials))
+	for _, pb := range partials {
+		known = append(known, &pb.known)
+	}
+	if len(known) < n {
+		return new(big.Int)
+	}
+	sort.Slice(known, func(i, j int) bool { return known[i].Cmp(known[j]) > 0 })
+	return known[n-1]
 }
 
 // bookTotals sums a book's trending records over the partitions.

@@ -1,0 +1,421 @@
+package insights
+
+import (
+	"encoding/binary"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/dogear-dev/dogear/state"
+)
+
+// A book's statistics are kept as aggregates folded with the events, so that a popular book's
+// stats read a few dozen keys however many readers it has. Each partition keeps, per book:
+//
+//   - a summary: readers, starts, finishes, ratings, highlights, reading time, and the readers
+//     who started and have not finished by abandonment bucket;
+//   - the finishers' hours to finish, in logarithmic buckets (for the median);
+//   - per UTC day, the unfinished starters whose latest reading event fell on it, by bucket, and
+//     an index of who they are. Abandonment depends on as_of (no reading for 30 days), so the
+//     query takes the unfinished starters and removes those who read since the cut-off: whole
+//     days after it from the day counts, and the readers of the cut-off's own day one by one.
+//
+// Every record is a sum of each reader's share, so a reader's new event moves their share from
+// what their record was to what it is, and an erasure takes it out.
+
+// bookShare is one reader's part in a book's aggregates.
+type bookShare struct {
+	summary     bookSummary
+	finishSlot  int32 // the bucket of their hours to finish, when finished
+	unfinished  bool  // started and not finished: they count in a day's record
+	bucket      int   // their abandonment bucket, when unfinished
+	lastDay     int64 // the UTC day of their latest reading event, when unfinished
+	hasFinished bool
+}
+
+// noPosition is the abandonment bucket of readers whose events never carried a position.
+const noPosition = 10
+
+// bookSummary is the part of a book's aggregates that does not depend on as_of.
+type bookSummary struct {
+	Readers, Started, Finished int64
+	Unfinished                 [noPosition + 1]int64 // by abandonment bucket
+	Ratings                    [5]int64
+	Highlights, ReadMS         int64
+}
+
+func (s *bookSummary) add(o *bookSummary, sign int64) {
+	s.Readers += sign * o.Readers
+	s.Started += sign * o.Started
+	s.Finished += sign * o.Finished
+	for i := range s.Unfinished {
+		s.Unfinished[i] += sign * o.Unfinished[i]
+	}
+	for i := range s.Ratings {
+		s.Ratings[i] += sign * o.Ratings[i]
+	}
+	s.Highlights += sign * o.Highlights
+	s.ReadMS += sign * o.ReadMS
+}
+
+func (s *bookSummary) encode(e *encoder) {
+	for _, v := range s.counts() {
+		e.int(*v)
+	}
+}
+
+func (s *bookSummary) decode(d *decoder) {
+	for _, v := range s.counts() {
+		*v = d.int()
+	}
+}
+
+func (s *bookSummary) counts() []*int64 {
+	out := []*int64{&s.Readers, &s.Started, &s.Finished, &s.Highlights, &s.ReadMS}
+	for i := range s.Unfinished {
+		out = append(out, &s.Unfinished[i])
+	}
+	for i := range s.Ratings {
+		out = append(out, &s.Ratings[i])
+	}
+	return out
+}
+
+func shareOf(rb *ReaderBook) bookShare {
+	sh := bookShare{summary: bookSummary{Readers: 1, Highlights: rb.Highlights, ReadMS: rb.ReadMS}}
+	if rb.Rating > 0 {
+		sh.summary.Ratings[rb.Rating-1] = 1
+	}
+	switch {
+	case !rb.Started():
+	case rb.Finished != 0:
+		sh.summary.Started, sh.summary.Finished = 1, 1
+		sh.hasFinished = true
+		sh.finishSlot = finishSlot(hours(max(0, rb.Finished-rb.First)))
+	default:
+		sh.summary.Started = 1
+		sh.unfinished = true
+		sh.bucket = abandonmentBucket(rb)
+		sh.lastDay = dayNumber(rb.Last)
+		sh.summary.Unfinished[sh.bucket] = 1
+	}
+	return sh
+}
+
+func abandonmentBucket(rb *ReaderBook) int {
+	if rb.PosAt == 0 {
+		return noPosition
+	}
+	return min(9, int(rb.Pos*10))
+}
+
+// Hours to finish are kept in logarithmic buckets, each 0.2% wider than the one before, and a
+// bucket stands for the value 2γ^i/(γ+1): within 0.1% of every value in it (DDSketch's mapping;
+// its Go library's stores cannot take a value out, which an erasure needs). The median is read
+// from the buckets in both query paths, so both give the same answer.
+var logGamma = math.Log(1.002)
+
+const zeroSlot = math.MinInt32 // finished the moment they started
+
+func finishSlot(h float64) int32 {
+	if h <= 0 {
+		return zeroSlot
+	}
+	return int32(math.Ceil(math.Log(h) / logGamma))
+}
+
+func slotValue(i int32) float64 {
+	if i == zeroSlot {
+		return 0
+	}
+	return 2 * math.Exp(float64(i)*logGamma) / (1 + math.Exp(logGamma))
+}
+
+// medianOfSlots is the median of the values the buckets stand for: the middle one, or the mean
+// of the two middle ones for an even count.
+func medianOfSlots(slots map[int32]int64) (float64, bool) {
+	var n int64
+	keys := make([]int32, 0, len(slots))
+	for k, c := range slots {
+		n += c
+		keys = append(keys, k)
+	}
+	if n == 0 {
+		return 0, false
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	nth := func(r int64) float64 { // the value of rank r, from 0
+		for _, k := range keys {
+			if r < slots[k] {
+				return slotValue(k)
+			}
+			r -= slots[k]
+		}
+		return math.NaN()
+	}
+	if n%2 == 1 {
+		return nth(n / 2), true
+	}
+	return (nth(n/2-1) + nth(n/2)) / 2, true
+}
+
+// Keys, each owned by the partition in it or of the reader in it.
+func bookAggPrefix(book string, kind byte) []byte {
+	return []byte("b" + sep + book + sep + string(kind) + sep)
+}
+
+const (
+	aggSummary  = 's'
+	aggFinishes = 'f'
+	aggDays     = 'd' // + day + partition: unfinished starters by the day of their latest reading
+	aggDayIndex = 'l' // + day + reader: who they are
+)
+
+func partitionKey(prefix []byte, partition int) []byte {
+	return binary.BigEndian.AppendUint16(prefix, uint16(partition))
+}
+
+func dayCountsKey(book string, day int64, partition int) []byte {
+	return partitionKey(binary.BigEndian.AppendUint64(bookAggPrefix(book, aggDays), uint64(day)), partition)
+}
+
+func dayIndexKey(book string, day int64, reader string) []byte {
+	return append(binary.BigEndian.AppendUint64(bookAggPrefix(book, aggDayIndex), uint64(day)), reader...)
+}
+
+// moveBookShare moves a reader's share of a book's aggregates from what their record was (old;
+// nil when new) to what it is (cur; nil when erased).
+func moveBookShare(tx Tx, partition int, reader string, old, cur *ReaderBook) error {
+	var o, c bookShare
+	book := ""
+	if old != nil {
+		o, book = shareOf(old), old.Book
+	}
+	if cur != nil {
+		c, book = shareOf(cur), cur.Book
+	}
+	if o.summary != c.summary {
+		k := partitionKey(bookAggPrefix(book, aggSummary), partition)
+		var s bookSummary
+		if err := load(tx, k, &s); err != nil {
+			return err
+		}
+		s.add(&o.summary, -1)
+		s.add(&c.summary, 1)
+		if s.Readers == 0 {
+			tx.Delete(k)
+		} else {
+			tx.Put(k, encodeRecord(&s))
+		}
+	}
+	if o.hasFinished != c.hasFinished || o.finishSlot != c.finishSlot {
+		k := partitionKey(bookAggPrefix(book, aggFinishes), partition)
+		var f finishSlots
+		if err := load(tx, k, &f); err != nil {
+			return err
+		}
+		if f.slots == nil {
+			f.slots = map[int32]int64{}
+		}
+		if o.hasFinished {
+			f.add(o.finishSlot, -1)
+		}
+		if c.hasFinished {
+			f.add(c.finishSlot, 1)
+		}
+		if len(f.slots) == 0 {
+			tx.Delete(k)
+		} else {
+			tx.Put(k, encodeRecord(&f))
+		}
+	}
+	if o.unfinished == c.unfinished && o.lastDay == c.lastDay && o.bucket == c.bucket {
+		return nil
+	}
+	if o.unfinished {
+		if err := addDayCount(tx, book, o.lastDay, partition, o.bucket, -1); err != nil {
+			return err
+		}
+		if !c.unfinished || c.lastDay != o.lastDay {
+			tx.Delete(dayIndexKey(book, o.lastDay, reader))
+		}
+	}
+	if c.unfinished {
+		if err := addDayCount(tx, book, c.lastDay, partition, c.bucket, 1); err != nil {
+			return err
+		}
+		tx.Put(dayIndexKey(book, c.lastDay, reader), nil)
+	}
+	return nil
+}
+
+// dayCounts are the unfinished starters of a book whose latest reading fell on one day, by
+// abandonment bucket.
+type dayCounts [noPosition + 1]int64
+
+func (d *dayCounts) encode(e *encoder) {
+	for _, v := range d {
+		e.int(v)
+	}
+}
+
+func (d *dayCounts) decode(dec *decoder) {
+	for i := range d {
+		d[i] = dec.int()
+	}
+}
+
+func addDayCount(tx Tx, book string, day int64, partition, bucket int, n int64) error {
+	k := dayCountsKey(book, day, partition)
+	var d dayCounts
+	if err := load(tx, k, &d); err != nil {
+		return err
+	}
+	d[bucket] += n
+	if d == (dayCounts{}) {
+		tx.Delete(k)
+	} else {
+		tx.Put(k, encodeRecord(&d))
+	}
+	return nil
+}
+
+// finishSlots counts finishers by the bucket of their hours to finish.
+type finishSlots struct{ slots map[int32]int64 }
+
+func (f *finishSlots) add(slot int32, n int64) {
+	if f.slots[slot] += n; f.slots[slot] == 0 {
+		delete(f.slots, slot)
+	}
+}
+
+// encode writes the buckets in order, so that equal counts are equal bytes.
+func (f *finishSlots) encode(e *encoder) {
+	keys := make([]int32, 0, len(f.slots))
+	for k := range f.slots {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	e.int(int64(len(keys)))
+	for _, k := range keys {
+		e.int(int64(k))
+		e.int(f.slots[k])
+	}
+}
+
+func (f *finishSlots) decode(d *decoder) {
+	n := d.int()
+	f.slots = make(map[int32]int64, max(0, min(n, 4096)))
+	for range n {
+		if d.err != nil {
+			return
+		}
+		k := int32(d.int())
+		f.slots[k] = d.int()
+	}
+}
+
+// bookFromAggregates answers Book from the book's aggregates.
+func bookFromAggregates(src state.Reader, book string, asOf time.Time, out *BookStats) (bool, error) {
+	var sum bookSummary
+	err := state.ScanPrefix(src, bookAggPrefix(book, aggSummary), func(_, v []byte) error {
+		var s bookSummary
+		if err := decodeRecord(v, &s); err != nil {
+			return err
+		}
+		sum.add(&s, 1)
+		return nil
+	})
+	if err != nil || sum.Readers == 0 {
+		return false, err
+	}
+	finishes := map[int32]int64{}
+	err = state.ScanPrefix(src, bookAggPrefix(book, aggFinishes), func(_, v []byte) error {
+		var f finishSlots
+		if err := decodeRecord(v, &f); err != nil {
+			return err
+		}
+		for k, n := range f.slots {
+			finishes[k] += n
+		}
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+
+	// Abandoned: the unfinished starters, less those who read on or after the cut-off's day,
+	// plus those of that day who read before the cut-off itself.
+	cutoff := asOf.Add(-AbandonAfter).UnixMilli()
+	cutoffDay := dayNumber(cutoff)
+	abandoned := sum.Unfinished
+	dayPrefix := bookAggPrefix(book, aggDays)
+	lower := binary.BigEndian.AppendUint64(append([]byte(nil), dayPrefix...), uint64(max(0, cutoffDay)))
+	err = src.Scan(lower, state.PrefixEnd(dayPrefix), func(_, v []byte) error {
+		var d dayCounts
+		if err := decodeRecord(v, &d); err != nil {
+			return err
+		}
+		for i, n := range d {
+			abandoned[i] -= n
+		}
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	indexPrefix := binary.BigEndian.AppendUint64(bookAggPrefix(book, aggDayIndex), uint64(max(0, cutoffDay)))
+	var boundary []string
+	err = state.ScanPrefix(src, indexPrefix, func(k, _ []byte) error {
+		boundary = append(boundary, string(k[len(indexPrefix):]))
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	for _, reader := range boundary {
+		var rb ReaderBook
+		if _, err := loadFound(src, bookReaderKey(book, reader), &rb); err != nil {
+			return false, err
+		}
+		if rb.Last < cutoff {
+			abandoned[abandonmentBucket(&rb)]++
+		}
+	}
+
+	out.ReadersStarted, out.ReadersFinished = int(sum.Started), int(sum.Finished)
+	for i, n := range abandoned {
+		out.ReadersAbandoned += int(n)
+		if i == noPosition {
+			out.AbandonedNoPosition = int(n)
+		} else {
+			out.Abandonment[i].Readers = int(n)
+		}
+	}
+	var ratingSum int64
+	for i, n := range sum.Ratings {
+		out.Ratings += int(n)
+		out.RatingHistogram[i] = int(n)
+		ratingSum += int64(i+1) * n
+	}
+	out.Highlights = sum.Highlights
+	finishStats(out, ratingSum, sum.ReadMS, finishes)
+	return true, nil
+}
+
+// finishStats fills in what both query paths derive the same way from their sums.
+func finishStats(out *BookStats, ratingSum, readMS int64, finishes map[int32]int64) {
+	out.ReadingHours = round2(hours(readMS))
+	if out.ReadersStarted > 0 {
+		v := round4(float64(out.ReadersFinished) / float64(out.ReadersStarted))
+		out.CompletionRate = &v
+	}
+	if m, ok := medianOfSlots(finishes); ok {
+		m = round2(m)
+		out.MedianHoursToFinish = &m
+	}
+	if out.Ratings > 0 {
+		v := round2(float64(ratingSum) / float64(out.Ratings))
+		out.AverageRating = &v
+	}
+}
