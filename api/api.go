@@ -29,6 +29,13 @@ var querySeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 	Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 }, []string{"route"})
 
+// queryRequests counts answers by status, so that a canary's error rate can be compared with
+// the stable version's (orchestrator.TrackMetrics).
+var queryRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "dogear_api_requests_total",
+	Help: "Query API requests by route and HTTP status.",
+}, []string{"route", "status"})
+
 // Config is what the API answers from.
 type Config struct {
 	State state.Reader
@@ -93,18 +100,23 @@ func (a *API) timed(route string, fn func(*http.Request) (any, error)) http.Hand
 		start := time.Now()
 		v, err := fn(r)
 		var bp *badParam
+		status := http.StatusOK
 		switch {
 		case err == nil:
-			httpjson.Write(w, http.StatusOK, v)
+			httpjson.Write(w, status, v)
 		case errors.As(err, &bp):
-			httpjson.Fail(w, http.StatusBadRequest, httpjson.Error{Error: bp.Error(), Field: bp.field})
+			status = http.StatusBadRequest
+			httpjson.Fail(w, status, httpjson.Error{Error: bp.Error(), Field: bp.field})
 		case errors.Is(err, insights.ErrNotFound):
-			httpjson.Fail(w, http.StatusNotFound, httpjson.Error{Error: fmt.Sprintf("no events for %s yet", r.URL.Path)})
+			status = http.StatusNotFound
+			httpjson.Fail(w, status, httpjson.Error{Error: fmt.Sprintf("no events for %s yet", r.URL.Path)})
 		default:
+			status = http.StatusInternalServerError
 			a.logger.Error("query failed", "route", route, "err", err)
-			httpjson.Fail(w, http.StatusInternalServerError, httpjson.Error{Error: "query failed: " + err.Error()})
+			httpjson.Fail(w, status, httpjson.Error{Error: "query failed: " + err.Error()})
 		}
 		obs.Observe(time.Since(start).Seconds())
+		queryRequests.WithLabelValues(route, strconv.Itoa(status)).Inc()
 	})
 }
 
@@ -244,4 +256,4 @@ func (a *API) stats(r *http.Request) (any, error) {
 
 // Metrics are the package's collectors, for the registry of the process that uses it. They count
 // process-wide, whichever registry exposes them.
-var Metrics = []prometheus.Collector{querySeconds}
+var Metrics = []prometheus.Collector{querySeconds, queryRequests}

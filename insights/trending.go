@@ -152,8 +152,8 @@ type TrendingBook struct {
 // counts 0.5^(age / 3 days), so a start today counts about 1, one a week ago about 0.2 and one a
 // month ago a thousandth. Books whose starts all weigh nothing (docs/insights.md) are not
 // listed. When every partition kept the aggregates and no start came after as_of's hour (the
-// live dashboard), it merges the partitions' rankings and reads a few keys per book it returns;
-// otherwise (state from before the aggregates, or a look back in time) it reads every start.
+// live dashboard), it merges the heads of the partitions' rankings; otherwise (state from before
+// the aggregates, or a look back in time) it reads every start.
 func Trending(src state.Reader, asOf time.Time, n int) ([]TrendingBook, error) {
 	hour := asOf.Unix() / 3600
 	parts, aggregated, err := trendPartitions(src, hour)

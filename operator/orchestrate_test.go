@@ -2,10 +2,12 @@ package operator_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +21,8 @@ import (
 	"github.com/dogear-dev/dogear/operator"
 	"github.com/dogear-dev/dogear/operator/v1alpha1"
 	"github.com/dogear-dev/dogear/orchestrator"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // eventWith waits for an event on the namespace's pipeline with reason and a note containing want.
@@ -84,9 +88,10 @@ func TestOrchestratorScalesARoleThroughTheOperator(t *testing.T) {
 	eventWith(t, ns, "Scaled", "role ingest: 1 → 5 replicas (policy hpa; load 35")
 }
 
-// A canary that is slower than the stable version is rolled back after three failed intervals:
-// the orchestrator removes it from the pipeline, the operator deletes its Deployments, and the
-// evidence is on the pipeline.
+// A canary that is slower than the stable version is rolled back after three failed intervals,
+// judged on the two versions' own /metrics (each a Prometheus registry with the query API's
+// latency histogram and request counter): the orchestrator removes it from the pipeline, the
+// operator deletes its Deployments, and the evidence is on the pipeline.
 func TestSlowCanaryIsRolledBack(t *testing.T) {
 	ns := namespace(t)
 	start(t, operator.Options{Namespace: ns})
@@ -98,23 +103,43 @@ func TestSlowCanaryIsRolledBack(t *testing.T) {
 	eventually(t, 10*time.Second, "canary deployment", func() error { return get(t, ns, "books-api-canary", &appsv1.Deployment{}) })
 
 	rng := rand.New(rand.NewPCG(9, 9))
-	lat := func(n int, median float64) []float64 {
-		x := make([]float64, n)
-		for i := range x {
-			x[i] = median * (0.7 + 0.6*rng.Float64())
+	track := func() (*httptest.Server, func(n int, median float64)) {
+		reg := prometheus.NewRegistry()
+		seconds := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "dogear_api_request_seconds",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, []string{"route"})
+		requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dogear_api_requests_total"}, []string{"route", "status"})
+		reg.MustRegister(seconds, requests)
+		srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		t.Cleanup(srv.Close)
+		return srv, func(n int, median float64) {
+			for range n {
+				seconds.WithLabelValues("trending").Observe(median * (0.7 + 0.6*rng.Float64()))
+				requests.WithLabelValues("trending", "200").Inc()
+			}
 		}
-		return x
+	}
+	stableSrv, stable := track()
+	canarySrv, canary := track()
+	metrics := func(url string) *orchestrator.TrackMetrics {
+		return &orchestrator.TrackMetrics{URL: url + "/metrics", Histogram: "dogear_api_request_seconds", Requests: "dogear_api_requests_total"}
 	}
 	a := orchestrator.NewAnalysis()
-	intervals := 0
-	for !a.Add(orchestrator.AnalysisInterval{StableLatencies: lat(400, 20), CanaryLatencies: lat(40, 32), StableRequests: 4000, CanaryRequests: 400}) {
-		intervals++
+	w := &orchestrator.CanaryWatch{Client: k8s, Pipeline: types.NamespacedName{Namespace: ns, Name: "books"},
+		Stable: metrics(stableSrv.URL), Canary: metrics(canarySrv.URL), Analysis: a,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for intervals := 0; ; intervals++ {
+		stable(400, 0.020)
+		canary(40, 0.032)
+		back, err := w.Step(context.Background())
+		if err != nil && !errors.Is(err, orchestrator.ErrNoRateYet) {
+			t.Fatal(err)
+		}
+		if back {
+			break
+		}
 		if intervals > 10 {
 			t.Fatalf("not rolled back after %d intervals:\n%s", intervals, a.Summary())
 		}
-	}
-	if err := orchestrator.RollBackCanary(context.Background(), k8s, types.NamespacedName{Namespace: ns, Name: "books"}, a); err != nil {
-		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "canary deployments removed by the operator", func() error {
 		for _, name := range []string{"books-api-canary", "books-ingest-canary"} {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -27,26 +28,9 @@ var ErrNoRateYet = errors.New("first scrape: no rate yet")
 // Load scrapes the counter and returns its rate since the previous scrape. A counter that went
 // down (the role restarted) counts from zero.
 func (c *CounterRate) Load(ctx context.Context) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL, nil)
+	families, err := scrape(ctx, c.Client, c.URL)
 	if err != nil {
 		return 0, err
-	}
-	hc := c.Client
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("%s: %s", c.URL, resp.Status)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", c.URL, err)
 	}
 	fam, ok := families[c.Metric]
 	if !ok {
@@ -66,4 +50,29 @@ func (c *CounterRate) Load(ctx context.Context) (float64, error) {
 		prev = 0
 	}
 	return (total - prev) / now.Sub(prevAt).Seconds(), nil
+}
+
+// scrape reads a /metrics page in Prometheus' text format.
+func scrape(ctx context.Context, hc *http.Client, url string) (map[string]*dto.MetricFamily, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", url, err)
+	}
+	return families, nil
 }

@@ -1,8 +1,13 @@
 package orchestrator_test
 
 import (
+	"bytes"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -113,5 +118,31 @@ func TestPredictiveBeatsHPAOnARecurringRamp(t *testing.T) {
 	}
 	if pred.ReplicaHours > 1.05*hpa.ReplicaHours {
 		t.Errorf("predictive %v replica-hours, HPA %v: want at most 5%% more", pred.ReplicaHours, hpa.ReplicaHours)
+	}
+}
+
+// The forecast chart draws a day of the trace beside the forecasts made a startup ahead, and
+// says in its legend how often the load stayed under the upper forecast: on a load with a daily
+// rhythm, most of the day. Before the forecaster has seen a day there is nothing to draw.
+func TestPlotForecast(t *testing.T) {
+	trace := daily()
+	c := orchestrator.DefaultCapacity(trace)
+	path := filepath.Join(t.TempDir(), "forecast.svg")
+	if err := orchestrator.PlotForecast(path, "daily", trace, c, 0.9, at(10*1440)); err != nil {
+		t.Fatal(err)
+	}
+	svg, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`at or under it (\d+)% of the day`).FindSubmatch(svg)
+	if m == nil || !bytes.Contains(svg, []byte("mean forecast, made 5m0s before")) {
+		t.Fatalf("the chart's legend lacks the forecasts:\n%.2000s", svg)
+	}
+	if covered, _ := strconv.Atoi(string(m[1])); covered < 80 {
+		t.Errorf("the load stayed under the 90%% upper forecast %d%% of the day", covered)
+	}
+	if err := orchestrator.PlotForecast(path, "daily", trace, c, 0.9, at(0)); err == nil {
+		t.Error("a chart of the first day, before any forecast, was drawn")
 	}
 }

@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"fmt"
 	"image/color"
+	"math"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -57,5 +58,70 @@ func PlotDay(path, title string, from time.Time, results ...Result) error {
 	p.Legend.Top, p.Legend.Left = true, true
 	p.X.Min, p.X.Max = 0, 24
 	p.Y.Min, p.Y.Max = 0, top*1.3 // room for the legend above the lines
+	return p.Save(10*vg.Inch, 5*vg.Inch, path)
+}
+
+// PlotForecast draws one day of a trace beside what the predictive policy's forecaster said of
+// each minute a replica's startup earlier: the mean forecast, and the q-upper forecast the policy
+// provisions for. The legend gives how often that day the load stayed at or under the upper one.
+func PlotForecast(path, title string, trace []Sample, c Capacity, q float64, from time.Time) error {
+	model, steps := newForecaster(c)
+	type made struct {
+		mean, upper float64
+		ok          bool
+	}
+	ahead := make([]made, steps) // ahead[j % steps]: the forecast for sample j, made at j − steps
+	to := from.Add(24 * time.Hour)
+	var demand, mean, upper plotter.XYs
+	covered := 0
+	for i, s := range trace {
+		if f := ahead[i%steps]; f.ok && !math.IsNaN(s.Value) && !s.Time.Before(from) && s.Time.Before(to) {
+			x := s.Time.Sub(from).Hours()
+			demand = append(demand, plotter.XY{X: x, Y: s.Value})
+			mean = append(mean, plotter.XY{X: x, Y: f.mean})
+			upper = append(upper, plotter.XY{X: x, Y: f.upper})
+			if s.Value <= f.upper {
+				covered++
+			}
+		}
+		model.Observe(s.Value)
+		ahead[i%steps] = made{model.Forecast(steps), model.Upper(steps, q), model.Ready()}
+	}
+	if len(demand) == 0 {
+		return fmt.Errorf("no forecast for the day from %s: the forecaster needs a day of the trace first", from.UTC().Format(time.RFC3339))
+	}
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "hours from " + from.UTC().Format("2006-01-02 15:04 UTC")
+	p.Y.Label.Text = "load"
+	lines := []struct {
+		xy    plotter.XYs
+		color color.RGBA
+		dash  bool
+		label string
+	}{
+		{demand, color.RGBA{A: 255}, false, "demand"},
+		{mean, color.RGBA{R: 46, G: 110, B: 180, A: 255}, true, fmt.Sprintf("mean forecast, made %s before", c.Startup)},
+		{upper, color.RGBA{R: 200, G: 80, B: 40, A: 255}, false, fmt.Sprintf("%.0f%% upper forecast (demand at or under it %.0f%% of the day)", 100*q, 100*float64(covered)/float64(len(demand)))},
+	}
+	top := 0.0
+	for _, l := range lines {
+		for _, xy := range l.xy {
+			top = max(top, xy.Y)
+		}
+		pl, err := plotter.NewLine(l.xy)
+		if err != nil {
+			return err
+		}
+		pl.Color = l.color
+		if l.dash {
+			pl.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+		}
+		p.Add(pl)
+		p.Legend.Add(l.label, pl)
+	}
+	p.Legend.Top, p.Legend.Left = true, true
+	p.X.Min, p.X.Max = 0, 24
+	p.Y.Min, p.Y.Max = 0, top*1.3
 	return p.Save(10*vg.Inch, 5*vg.Inch, path)
 }

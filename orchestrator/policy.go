@@ -140,13 +140,20 @@ type Decision struct {
 // NewPredictive makes the predictive policy; its forecaster learns from every observation, with
 // the day, week, bins and shift detection of forecast.Default scaled to the interval.
 func NewPredictive(c Capacity, quantile float64) *Predictive {
+	model, steps := newForecaster(c)
+	return &Predictive{Cap: c, Quantile: quantile, hpa: NewHPA(c), model: model, steps: steps}
+}
+
+// newForecaster is the predictive policy's forecaster for a capacity model, and how many
+// intervals a replica takes to be ready.
+func newForecaster(c Capacity) (*forecast.Forecaster, int) {
 	steps := max(1, int(math.Ceil(float64(c.Startup)/float64(c.Interval))))
 	cfg := forecast.Default(steps, steps+1)
 	perDay := int((24 * time.Hour) / c.Interval)
 	cfg.Day, cfg.Week, cfg.Window = perDay, 7*perDay, 2*perDay
 	cfg.Bin = max(1, int((10*time.Minute)/c.Interval))
 	cfg.ShiftAfter = max(2, int((30*time.Minute)/c.Interval))
-	return &Predictive{Cap: c, Quantile: quantile, hpa: NewHPA(c), model: forecast.New(cfg), steps: steps}
+	return forecast.New(cfg), steps
 }
 
 func (p *Predictive) Name() string { return "predictive" }

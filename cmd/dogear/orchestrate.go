@@ -22,7 +22,9 @@ import (
 
 // orchestrateCmd runs the orchestrator's subcommands.
 func orchestrateCmd(args []string) error {
-	const use = "usage: dogear orchestrate replay --trace FILE --policy hpa|keda|predictive\n       dogear orchestrate run --pipeline NAMESPACE/NAME --role ROLE --metrics-url URL --capacity N"
+	const use = "usage: dogear orchestrate replay --trace FILE --policy hpa|keda|predictive\n" +
+		"       dogear orchestrate run --pipeline NAMESPACE/NAME --role ROLE --metrics-url URL --capacity N\n" +
+		"       dogear orchestrate canary --pipeline NAMESPACE/NAME --stable-metrics URL --canary-metrics URL"
 	if len(args) == 0 || isHelp(args[0]) {
 		fmt.Println(use)
 		return nil
@@ -32,6 +34,8 @@ func orchestrateCmd(args []string) error {
 		return replayCmd(args[1:])
 	case "run":
 		return orchestrateRunCmd(args[1:])
+	case "canary":
+		return canaryCmd(args[1:])
 	}
 	return errors.New(use)
 }
@@ -47,7 +51,8 @@ func replayCmd(args []string) error {
 	maxR := fs.Int("max", 100, "most replicas")
 	quantile := fs.Float64("quantile", orchestrator.DefaultQuantile, "upper forecast quantile the predictive policy provisions for")
 	plotPath := fs.String("plot", "", "also draw one day of this policy and the HPA (demand and ready capacity) to this file (.svg, .png or .pdf)")
-	plotDay := fs.Int("plot-day", 2, "which day of the trace to draw, from 0")
+	plotForecast := fs.String("plot-forecast", "", "also draw one day of the trace beside the predictive policy's forecasts of it, made a startup ahead, to this file")
+	plotDay := fs.Int("plot-day", 2, "which day of the trace to draw (--plot, --plot-forecast), from 0")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -77,13 +82,18 @@ func replayCmd(args []string) error {
 		pr.Quantile = *quantile
 	}
 	res := orchestrator.Replay(name, trace, c, p)
+	plotFrom := trace[0].Time.Add(time.Duration(*plotDay) * 24 * time.Hour)
 	if *plotPath != "" {
 		results := []orchestrator.Result{res}
 		if *policy != "hpa" {
 			results = append([]orchestrator.Result{orchestrator.Replay(name, trace, c, orchestrator.NewHPA(c))}, results...)
 		}
-		from := trace[0].Time.Add(time.Duration(*plotDay) * 24 * time.Hour)
-		if err := orchestrator.PlotDay(*plotPath, name+": day "+strconv.Itoa(*plotDay), from, results...); err != nil {
+		if err := orchestrator.PlotDay(*plotPath, name+": day "+strconv.Itoa(*plotDay), plotFrom, results...); err != nil {
+			return err
+		}
+	}
+	if *plotForecast != "" {
+		if err := orchestrator.PlotForecast(*plotForecast, name+": forecasts of day "+strconv.Itoa(*plotDay), trace, c, *quantile, plotFrom); err != nil {
 			return err
 		}
 	}
@@ -106,9 +116,9 @@ func orchestrateRunCmd(args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	ns, name, ok := strings.Cut(*pipeline, "/")
-	if !ok || ns == "" || name == "" {
-		return fmt.Errorf("--pipeline %q: want NAMESPACE/NAME", *pipeline)
+	pipe, err := pipelineName(*pipeline)
+	if err != nil {
+		return err
 	}
 	if *metricsURL == "" || *perReplica <= 0 {
 		return errors.New("--metrics-url and --capacity (> 0) are required")
@@ -131,11 +141,62 @@ func orchestrateRunCmd(args []string) error {
 		return err
 	}
 	load := &orchestrator.CounterRate{URL: *metricsURL, Metric: *metric}
-	ctl := &orchestrator.Controller{Client: cl, Pipeline: types.NamespacedName{Namespace: ns, Name: name}, Role: *role,
+	ctl := &orchestrator.Controller{Client: cl, Pipeline: pipe, Role: *role,
 		Policy: p, Load: load.Load, Logger: log}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return ctl.Run(ctx, *interval)
+}
+
+// canaryCmd compares a pipeline's canary with its stable version on their own metrics, and rolls
+// the canary back when it is worse.
+func canaryCmd(args []string) error {
+	fs := newFlags("orchestrate canary", "Compare a ReadingPipeline's canary with the stable version on their /metrics each interval, and roll the canary back after failed intervals")
+	pipeline := fs.String("pipeline", "", "the ReadingPipeline, NAMESPACE/NAME")
+	stableURL := fs.String("stable-metrics", "", "the stable version's /metrics, e.g. http://books-api.reading:8080/metrics")
+	canaryURL := fs.String("canary-metrics", "", "the canary's /metrics, e.g. http://books-api-canary.reading:8080/metrics")
+	histogram := fs.String("histogram", "dogear_api_request_seconds", "the latency histogram to compare (dogear_ingest_request_seconds for ingest)")
+	requests := fs.String("requests", "dogear_api_requests_total", "the request counter with a status label, whose 5xx are errors (dogear_ingest_requests_total for ingest)")
+	interval := fs.Duration("interval", time.Minute, "analysis interval")
+	failures := fs.Int("max-failures", 3, "failed intervals in a row that roll the canary back")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	pipe, err := pipelineName(*pipeline)
+	if err != nil {
+		return err
+	}
+	if *stableURL == "" || *canaryURL == "" {
+		return errors.New("--stable-metrics and --canary-metrics are required")
+	}
+	if *failures < 1 {
+		return fmt.Errorf("--max-failures %d: want at least 1", *failures)
+	}
+	log, err := logger(*level)
+	if err != nil {
+		return err
+	}
+	cl, err := kubeClient()
+	if err != nil {
+		return err
+	}
+	analysis := orchestrator.NewAnalysis()
+	analysis.MaxFailures = *failures
+	w := &orchestrator.CanaryWatch{Client: cl, Pipeline: pipe, Analysis: analysis, Logger: log,
+		Stable: &orchestrator.TrackMetrics{URL: *stableURL, Histogram: *histogram, Requests: *requests},
+		Canary: &orchestrator.TrackMetrics{URL: *canaryURL, Histogram: *histogram, Requests: *requests}}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return w.Run(ctx, *interval)
+}
+
+func pipelineName(s string) (types.NamespacedName, error) {
+	ns, name, ok := strings.Cut(s, "/")
+	if !ok || ns == "" || name == "" {
+		return types.NamespacedName{}, fmt.Errorf("--pipeline %q: want NAMESPACE/NAME", s)
+	}
+	return types.NamespacedName{Namespace: ns, Name: name}, nil
 }
 
 // kubeClient is a client of the Kubernetes API server this process runs under (in a pod, or
