@@ -214,22 +214,22 @@ func (w *CanaryWatch) Step(ctx context.Context) (bool, error) {
 
 // Run steps every interval until the canary is rolled back or ctx ends.
 func (w *CanaryWatch) Run(ctx context.Context, interval time.Duration) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		switch done, err := w.Step(ctx); {
+	var err error
+	every(ctx, interval, func() bool {
+		var done bool
+		switch done, err = w.Step(ctx); {
 		case done:
-			return err
+			return true
 		case err == nil || ctx.Err() != nil || errors.Is(err, ErrNoRateYet):
 		default:
 			w.Logger.Warn("canary analysis step failed", "pipeline", w.Pipeline, "err", err)
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+		return false
+	})
+	if ctx.Err() != nil {
+		return nil
 	}
+	return err
 }
 
 func rate(errs, total int) float64 {

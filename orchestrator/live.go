@@ -87,9 +87,7 @@ func (c *Controller) Step(ctx context.Context, now time.Time) (int, error) {
 
 // Run steps every interval until ctx ends; a failed step is logged and retried next interval.
 func (c *Controller) Run(ctx context.Context, interval time.Duration) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
+	every(ctx, interval, func() bool {
 		switch _, err := c.Step(ctx, time.Now()); {
 		case err == nil || ctx.Err() != nil:
 		case errors.Is(err, ErrNoRateYet):
@@ -97,9 +95,19 @@ func (c *Controller) Run(ctx context.Context, interval time.Duration) error {
 		default:
 			c.Logger.Warn("orchestrator step failed", "role", c.Role, "err", err)
 		}
+		return false
+	})
+	return nil
+}
+
+// every calls step now and then every interval, until step says it is done or ctx ends.
+func every(ctx context.Context, interval time.Duration, step func() (done bool)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for !step() {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-t.C:
 		}
 	}
