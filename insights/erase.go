@@ -74,9 +74,10 @@ func Erase(src state.Reader, w *state.Writes, partition int, reader string) (boo
 		if rb.Highlights > 0 {
 			hp := highlightsPrefix(rb.Book)
 			suffix := []byte(sep + reader)
-			err := state.ScanPrefix(src, hp, func(k, _ []byte) error {
+			err := state.ScanPrefix(src, hp, func(k, v []byte) error {
 				if bytes.HasSuffix(k, suffix) && len(k) == len(hp)+16+len(suffix) {
 					w.Delete(k)
+					return movePassage(tx, partition, rb.Book, string(k[len(hp):len(hp)+16]), string(v), "")
 				}
 				return nil
 			})

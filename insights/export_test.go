@@ -14,6 +14,6 @@ func BookFromReaders(src state.Reader, book string, asOf time.Time) (*BookStats,
 		return nil, err
 	}
 	var err error
-	out.TopPassages, err = topPassages(src, book, 10)
+	out.TopPassages, err = topPassages(src, book, topPassagesShown)
 	return out, err
 }

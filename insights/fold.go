@@ -160,7 +160,7 @@ func applyReading(tx Tx, partition int, rb *ReaderBook, e *event.Event, at int64
 	case event.Highlight:
 		rb.Highlights++
 		if strings.TrimSpace(e.Text) != "" { // exports such as Kindle's carry no text
-			if err := addHighlight(tx, e); err != nil {
+			if err := addHighlight(tx, partition, e); err != nil {
 				return err
 			}
 		}
@@ -195,19 +195,21 @@ func position(e *event.Event) (float64, bool) {
 // addHighlight records that the reader highlighted a passage. Passages are grouped by their text
 // with case and white space folded; the stored text is the smallest of the variants seen, so it
 // does not depend on arrival order.
-func addHighlight(tx Tx, e *event.Event) error {
+func addHighlight(tx Tx, partition int, e *event.Event) error {
 	norm := strings.Join(strings.FieldsFunc(strings.ToLower(e.Text), unicode.IsSpace), " ")
 	sum := sha256.Sum256([]byte(norm))
-	k := highlightKey(e.Book, hex.EncodeToString(sum[:8]), e.Reader)
+	hash := hex.EncodeToString(sum[:8])
+	k := highlightKey(e.Book, hash, e.Reader)
 	old, ok, err := tx.Get(k)
 	if err != nil {
 		return err
 	}
 	text := strings.TrimSpace(e.Text)
-	if !ok || text < string(old) {
-		tx.Put(k, []byte(text))
+	if ok && text >= string(old) {
+		return nil
 	}
-	return nil
+	tx.Put(k, []byte(text))
+	return movePassage(tx, partition, e.Book, hash, string(old), text)
 }
 
 // later reports whether (at, id) comes after (prevAt, prevID): event time first, id to break ties,

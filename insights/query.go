@@ -247,7 +247,7 @@ type BookStats struct {
 // `dogear rebuild`) every reader's record of the book.
 func Book(src state.Reader, book string, asOf time.Time) (*BookStats, error) {
 	out := newBookStats(book, asOf)
-	_, kept, err := partitionsKeeping(src, aggregatesBooks)
+	parts, kept, err := partitionsKeeping(src, aggregatesBooks)
 	if err != nil {
 		return nil, err
 	}
@@ -263,9 +263,15 @@ func Book(src state.Reader, book string, asOf time.Time) (*BookStats, error) {
 	if !found {
 		return nil, ErrNotFound
 	}
-	out.TopPassages, err = topPassages(src, book, 10)
+	if kept {
+		out.TopPassages, err = topPassagesFromRankings(src, book, parts, topPassagesShown)
+	} else {
+		out.TopPassages, err = topPassages(src, book, topPassagesShown)
+	}
 	return out, err
 }
+
+const topPassagesShown = 10
 
 func newBookStats(book string, asOf time.Time) *BookStats {
 	out := &BookStats{Book: book, AsOf: asOf.UTC(), TopPassages: []Passage{}}
