@@ -166,34 +166,11 @@ func once(ctx context.Context, opts Options, events [][]event.Event, bodies [][]
 	run.ProcessedEPS = float64(res.Events) / time.Since(start).Seconds()
 
 	// Query latency over the state just built.
-	base := "http://" + srv.Addr()
 	rng := rand.New(rand.NewPCG(1, 2))
 	pick := func() event.Event { b := events[rng.IntN(len(events))]; return b[rng.IntN(len(b))] }
-	kinds := map[string]func() string{
-		"reader_insights": func() string { return base + "/v1/readers/" + pick().Reader + "/insights" },
-		"book_stats":      func() string { return base + "/v1/books/" + pick().Book + "/stats" },
-		"trending":        func() string { return base + "/v1/trending" },
-		"stats":           func() string { return base + "/v1/stats" },
-	}
-	run.QueryP50, run.QueryP99 = map[string]time.Duration{}, map[string]time.Duration{}
-	client := &http.Client{}
-	for name, url := range kinds {
-		var lat []time.Duration
-		for range opts.Queries {
-			t0 := time.Now()
-			resp, err := client.Get(url())
-			if err != nil {
-				return run, err
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return run, fmt.Errorf("%s: status %d", name, resp.StatusCode)
-			}
-			lat = append(lat, time.Since(t0))
-		}
-		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-		run.QueryP50[name], run.QueryP99[name] = lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)]
+	run.QueryP50, run.QueryP99, err = QueryLatency(ctx, "http://"+srv.Addr(), "", opts.Queries, pick)
+	if err != nil {
+		return run, err
 	}
 
 	// The first server's background work (its last archive pass, compactions) would share the
@@ -203,6 +180,49 @@ func once(ctx context.Context, opts Options, events [][]event.Event, bodies [][]
 	}
 	run.HalfRateP50, run.HalfRateP99, err = halfRate(ctx, opts, bodies, run.IngestEPS/2)
 	return run, err
+}
+
+// QueryKinds are the queries QueryLatency measures, in the order reports list them.
+var QueryKinds = []string{"reader_insights", "book_stats", "trending", "stats"}
+
+// QueryLatency sends each kind of query n times, one at a time over one keep-alive connection,
+// to the server at base (with token as a bearer token when not empty), for readers and books
+// drawn by pick, and returns each kind's p50 and p99.
+func QueryLatency(ctx context.Context, base, token string, n int, pick func() event.Event) (p50, p99 map[string]time.Duration, err error) {
+	urls := map[string]func() string{
+		"reader_insights": func() string { return base + "/v1/readers/" + pick().Reader + "/insights" },
+		"book_stats":      func() string { return base + "/v1/books/" + pick().Book + "/stats" },
+		"trending":        func() string { return base + "/v1/trending" },
+		"stats":           func() string { return base + "/v1/stats" },
+	}
+	p50, p99 = map[string]time.Duration{}, map[string]time.Duration{}
+	client := &http.Client{}
+	for _, kind := range QueryKinds {
+		var lat []time.Duration
+		for range n {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, urls[kind](), nil)
+			if err != nil {
+				return nil, nil, err
+			}
+			if token != "" {
+				req.Header.Set("Authorization", "Bearer "+token)
+			}
+			t0 := time.Now()
+			resp, err := client.Do(req)
+			if err != nil {
+				return nil, nil, err
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return nil, nil, fmt.Errorf("%s %s: status %d", kind, req.URL, resp.StatusCode)
+			}
+			lat = append(lat, time.Since(t0))
+		}
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		p50[kind], p99[kind] = lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)]
+	}
+	return p50, p99, nil
 }
 
 // Report prints the medians over runs as a Markdown table.
@@ -226,7 +246,7 @@ func Report(w io.Writer, opts Options, runs []Run) {
 		fmt.Fprintf(w, "| Kafka ack latency p50 / p99 per batch | %.2f / %.2f ms |\n",
 			med(func(r Run) float64 { return ms(r.KafkaP50) }), med(func(r Run) float64 { return ms(r.KafkaP99) }))
 	}
-	for _, k := range []string{"reader_insights", "book_stats", "trending", "stats"} {
+	for _, k := range QueryKinds {
 		fmt.Fprintf(w, "| GET %s p50 / p99 | %.2f / %.2f ms |\n", k,
 			med(func(r Run) float64 { return ms(r.QueryP50[k]) }), med(func(r Run) float64 { return ms(r.QueryP99[k]) }))
 	}

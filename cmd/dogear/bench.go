@@ -5,13 +5,18 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/dogear-dev/dogear/bench"
+	"github.com/dogear-dev/dogear/event"
+	"github.com/dogear-dev/dogear/loadgen"
 	"github.com/dogear-dev/dogear/recommend"
 	"github.com/dogear-dev/dogear/trainer"
 )
@@ -80,6 +85,9 @@ func benchCmd(args []string) error {
 	if len(args) > 0 && args[0] == "recommend" {
 		return benchRecommend(args[1:])
 	}
+	if len(args) > 0 && args[0] == "queries" {
+		return benchQueries(args[1:])
+	}
 	if len(args) > 0 && args[0] == "ingest" {
 		args = args[1:]
 	}
@@ -101,6 +109,49 @@ func benchCmd(args []string) error {
 			bench.Report(os.Stdout, opts, runs)
 		}
 		return err
+	})
+}
+
+// benchQueries measures query latency against a running server, for readers and books drawn as
+// dogear loadgen with the same flags draws them.
+func benchQueries(args []string) error {
+	gcfg := loadgen.DefaultConfig()
+	fs := newFlags("bench queries", "Measure query latency (reader insights, book stats, trending, stats) of a running server, for the readers and books dogear loadgen sent it")
+	url := fs.String("url", "http://127.0.0.1:8080", "the server")
+	token := fs.String("token", "", "admin token, when the server requires one (dogear token --admin)")
+	queries := fs.Int("queries", 300, "queries per kind and run")
+	runs := fs.Int("runs", 3, "repetitions; the report gives medians")
+	fs.IntVar(&gcfg.Readers, "readers", gcfg.Readers, "readers, as given to dogear loadgen")
+	fs.IntVar(&gcfg.Books, "books", gcfg.Books, "books, as given to dogear loadgen")
+	fs.Uint64Var(&gcfg.Seed, "seed", gcfg.Seed, "seed, as given to dogear loadgen")
+	sent := fs.Int("events", 100_000, "events dogear loadgen sent")
+	return runBench(fs, args, func(ctx context.Context) error {
+		if *queries < 1 || *runs < 1 || *sent < 1 {
+			return errors.New("--queries, --runs and --events must be at least 1")
+		}
+		// The first of the events loadgen sent pick readers and books as often as they read.
+		events := loadgen.New(gcfg).Batch(min(*sent, 100_000))
+		rng := rand.New(rand.NewPCG(1, 2))
+		pick := func() event.Event { return events[rng.IntN(len(events))] }
+		p50s, p99s := map[string][]float64{}, map[string][]float64{}
+		for r := range *runs {
+			p50, p99, err := bench.QueryLatency(ctx, strings.TrimSuffix(*url, "/"), *token, *queries, pick)
+			if err != nil {
+				return err
+			}
+			for _, k := range bench.QueryKinds {
+				fmt.Fprintf(os.Stderr, "run %d/%d %-16s p50 %v p99 %v\n", r+1, *runs, k, p50[k], p99[k])
+				p50s[k] = append(p50s[k], float64(p50[k].Microseconds())/1000)
+				p99s[k] = append(p99s[k], float64(p99[k].Microseconds())/1000)
+			}
+		}
+		fmt.Printf("\nMedians of %d runs of %d queries per kind against %s:\n\n| query | p50 | p99 |\n| --- | --- | --- |\n", *runs, *queries, *url)
+		for _, k := range bench.QueryKinds {
+			slices.Sort(p50s[k])
+			slices.Sort(p99s[k])
+			fmt.Printf("| %s | %.2f ms | %.2f ms |\n", k, p50s[k][*runs/2], p99s[k][*runs/2])
+		}
+		return nil
 	})
 }
 

@@ -37,7 +37,7 @@ func commands() []command {
 		{"import", "load data: 'import catalog books.csv', 'import kindle EXPORT', 'import koreader statistics.sqlite3'", importCmd},
 		{"eval", "train and evaluate every recommender on a KGAT-format dataset (Recall@20, NDCG@20)", evalCmd},
 		{"convert-ratings", "turn a ratings CSV (user_id,book_id,rating) into a KGAT-format dataset for eval", convertRatingsCmd},
-		{"bench", "benchmark: 'bench [ingest]' durable ingest, processing, queries; 'bench recommend' serving", benchCmd},
+		{"bench", "benchmark: 'bench [ingest]' durable ingest, processing, queries; 'bench recommend' serving; 'bench queries' a running server's query latency", benchCmd},
 		{"operator", "run the Kubernetes operator for ReadingPipeline resources", operatorCmd},
 		{"orchestrate", "scale ahead of the reading rhythm: 'orchestrate replay --trace FILE --policy hpa|keda|predictive'", orchestrateCmd},
 		{"ledger", "the configuration ledger on CometBFT: 'ledger init|genesis|node|propose|approve|show|follow'", ledgerCmd},
