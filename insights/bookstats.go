@@ -15,10 +15,11 @@ import (
 //   - a summary: readers, starts, finishes, ratings, highlights, reading time, and the readers
 //     who started and have not finished by abandonment bucket;
 //   - the finishers' hours to finish, in logarithmic buckets (for the median);
-//   - per UTC day, the unfinished starters whose latest reading event fell on it, by bucket, and
-//     an index of who they are. Abandonment depends on as_of (no reading for 30 days), so the
-//     query takes the unfinished starters and removes those who read since the cut-off: whole
-//     days after it from the day counts, and the readers of the cut-off's own day one by one.
+//   - the unfinished starters by the UTC day and by the UTC hour of their latest reading event,
+//     by bucket, and an index of who they are by hour. Abandonment depends on as_of (no reading
+//     for 30 days), so the query takes the unfinished starters and removes those who read since
+//     the cut-off: whole days after it from the day counts, the rest of the cut-off's day from
+//     the hour counts, and the readers of the cut-off's own hour one by one.
 //
 // Every record is a sum of each reader's share, so a reader's new event moves their share from
 // what their record was to what it is, and an erasure takes it out.
@@ -30,6 +31,7 @@ type bookShare struct {
 	unfinished  bool  // started and not finished: they count in a day's record
 	bucket      int   // their abandonment bucket, when unfinished
 	lastDay     int64 // the UTC day of their latest reading event, when unfinished
+	lastHour    int64 // and its UTC hour
 	hasFinished bool
 }
 
@@ -96,7 +98,7 @@ func shareOf(rb *ReaderBook) bookShare {
 		sh.summary.Started = 1
 		sh.unfinished = true
 		sh.bucket = abandonmentBucket(rb)
-		sh.lastDay = dayNumber(rb.Last)
+		sh.lastDay, sh.lastHour = dayNumber(rb.Last), rb.Last/3_600_000
 		sh.summary.Unfinished[sh.bucket] = 1
 	}
 	return sh
@@ -165,22 +167,24 @@ func bookAggPrefix(book string, kind byte) []byte {
 }
 
 const (
-	aggSummary  = 's'
-	aggFinishes = 'f'
-	aggDays     = 'd' // + day + partition: unfinished starters by the day of their latest reading
-	aggDayIndex = 'l' // + day + reader: who they are
+	aggSummary   = 's'
+	aggFinishes  = 'f'
+	aggDays      = 'd' // + day + partition: unfinished starters by the day of their latest reading
+	aggHours     = 'u' // + hour + partition: and by its hour
+	aggHourIndex = 'l' // + hour + reader: who they are
 )
 
 func partitionKey(prefix []byte, partition int) []byte {
 	return binary.BigEndian.AppendUint16(prefix, uint16(partition))
 }
 
-func dayCountsKey(book string, day int64, partition int) []byte {
-	return partitionKey(binary.BigEndian.AppendUint64(bookAggPrefix(book, aggDays), uint64(day)), partition)
+// lastCountsKey holds the counts of one day (kind aggDays) or hour (aggHours).
+func lastCountsKey(book string, kind byte, t int64, partition int) []byte {
+	return partitionKey(binary.BigEndian.AppendUint64(bookAggPrefix(book, kind), uint64(t)), partition)
 }
 
-func dayIndexKey(book string, day int64, reader string) []byte {
-	return append(binary.BigEndian.AppendUint64(bookAggPrefix(book, aggDayIndex), uint64(day)), reader...)
+func hourIndexKey(book string, hour int64, reader string) []byte {
+	return append(binary.BigEndian.AppendUint64(bookAggPrefix(book, aggHourIndex), uint64(hour)), reader...)
 }
 
 // moveBookShare moves a reader's share of a book's aggregates from what their record was (old;
@@ -229,50 +233,61 @@ func moveBookShare(tx Tx, partition int, reader string, old, cur *ReaderBook) er
 			tx.Put(k, encodeRecord(&f))
 		}
 	}
-	if o.unfinished == c.unfinished && o.lastDay == c.lastDay && o.bucket == c.bucket {
+	moved := o.unfinished != c.unfinished || o.bucket != c.bucket // between buckets, or in or out
+	if !moved && o.lastHour == c.lastHour {
 		return nil
 	}
 	if o.unfinished {
-		if err := addDayCount(tx, book, o.lastDay, partition, o.bucket, -1); err != nil {
+		if moved || o.lastDay != c.lastDay {
+			if err := addLastCount(tx, book, aggDays, o.lastDay, partition, o.bucket, -1); err != nil {
+				return err
+			}
+		}
+		if err := addLastCount(tx, book, aggHours, o.lastHour, partition, o.bucket, -1); err != nil {
 			return err
 		}
-		if !c.unfinished || c.lastDay != o.lastDay {
-			tx.Delete(dayIndexKey(book, o.lastDay, reader))
+		if !c.unfinished || c.lastHour != o.lastHour {
+			tx.Delete(hourIndexKey(book, o.lastHour, reader))
 		}
 	}
 	if c.unfinished {
-		if err := addDayCount(tx, book, c.lastDay, partition, c.bucket, 1); err != nil {
+		if moved || o.lastDay != c.lastDay {
+			if err := addLastCount(tx, book, aggDays, c.lastDay, partition, c.bucket, 1); err != nil {
+				return err
+			}
+		}
+		if err := addLastCount(tx, book, aggHours, c.lastHour, partition, c.bucket, 1); err != nil {
 			return err
 		}
-		tx.Put(dayIndexKey(book, c.lastDay, reader), nil)
+		tx.Put(hourIndexKey(book, c.lastHour, reader), nil)
 	}
 	return nil
 }
 
-// dayCounts are the unfinished starters of a book whose latest reading fell on one day, by
-// abandonment bucket.
-type dayCounts [noPosition + 1]int64
+// lastCounts are the unfinished starters of a book whose latest reading fell on one day or hour,
+// by abandonment bucket.
+type lastCounts [noPosition + 1]int64
 
-func (d *dayCounts) encode(e *encoder) {
+func (d *lastCounts) encode(e *encoder) {
 	for _, v := range d {
 		e.int(v)
 	}
 }
 
-func (d *dayCounts) decode(dec *decoder) {
+func (d *lastCounts) decode(dec *decoder) {
 	for i := range d {
 		d[i] = dec.int()
 	}
 }
 
-func addDayCount(tx Tx, book string, day int64, partition, bucket int, n int64) error {
-	k := dayCountsKey(book, day, partition)
-	var d dayCounts
+func addLastCount(tx Tx, book string, kind byte, t int64, partition, bucket int, n int64) error {
+	k := lastCountsKey(book, kind, t, partition)
+	var d lastCounts
 	if err := load(tx, k, &d); err != nil {
 		return err
 	}
 	d[bucket] += n
-	if d == (dayCounts{}) {
+	if d == (lastCounts{}) {
 		tx.Delete(k)
 	} else {
 		tx.Put(k, encodeRecord(&d))
@@ -344,27 +359,37 @@ func bookFromAggregates(src state.Reader, book string, asOf time.Time, out *Book
 		return false, err
 	}
 
-	// Abandoned: the unfinished starters, less those who read on or after the cut-off's day,
-	// plus those of that day who read before the cut-off itself.
+	// Abandoned: the unfinished starters, less those who read after the cut-off's day (day
+	// counts), after its hour within that day (hour counts), and in that hour after the cut-off
+	// itself (one by one).
 	cutoff := asOf.Add(-AbandonAfter).UnixMilli()
-	cutoffDay := dayNumber(cutoff)
+	cutoffHour, nextDay := max(0, cutoff/3_600_000), dayNumber(cutoff)+1
 	abandoned := sum.Unfinished
-	dayPrefix := bookAggPrefix(book, aggDays)
-	lower := binary.BigEndian.AppendUint64(append([]byte(nil), dayPrefix...), uint64(max(0, cutoffDay)))
-	err = src.Scan(lower, state.PrefixEnd(dayPrefix), func(_, v []byte) error {
-		var d dayCounts
-		if err := decodeRecord(v, &d); err != nil {
-			return err
+	subtract := func(kind byte, from, to int64) error {
+		prefix := bookAggPrefix(book, kind)
+		lower := binary.BigEndian.AppendUint64(append([]byte(nil), prefix...), uint64(from))
+		upper := state.PrefixEnd(prefix)
+		if to >= 0 {
+			upper = binary.BigEndian.AppendUint64(append([]byte(nil), prefix...), uint64(to))
 		}
-		for i, n := range d {
-			abandoned[i] -= n
-		}
-		return nil
-	})
-	if err != nil {
+		return src.Scan(lower, upper, func(_, v []byte) error {
+			var d lastCounts
+			if err := decodeRecord(v, &d); err != nil {
+				return err
+			}
+			for i, n := range d {
+				abandoned[i] -= n
+			}
+			return nil
+		})
+	}
+	if err := subtract(aggDays, nextDay, -1); err != nil {
 		return false, err
 	}
-	indexPrefix := binary.BigEndian.AppendUint64(bookAggPrefix(book, aggDayIndex), uint64(max(0, cutoffDay)))
+	if err := subtract(aggHours, cutoffHour, nextDay*24); err != nil {
+		return false, err
+	}
+	indexPrefix := binary.BigEndian.AppendUint64(bookAggPrefix(book, aggHourIndex), uint64(cutoffHour))
 	var boundary []string
 	err = state.ScanPrefix(src, indexPrefix, func(k, _ []byte) error {
 		boundary = append(boundary, string(k[len(indexPrefix):]))

@@ -42,7 +42,7 @@
     try {
       const t = await getJSON("/v1/trending?n=10");
       if (!t.books.length) {
-        state($("trending-state"), "empty", "No book was started in the last 30 days.");
+        state($("trending-state"), "empty", "No book has been started recently.");
         $("trending").hidden = true;
         return;
       }
