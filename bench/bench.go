@@ -19,6 +19,7 @@ import (
 
 	"github.com/dogear-dev/dogear/event"
 	"github.com/dogear-dev/dogear/eventlog"
+	"github.com/dogear-dev/dogear/ingest"
 	"github.com/dogear-dev/dogear/loadgen"
 	"github.com/dogear-dev/dogear/server"
 )
@@ -43,9 +44,12 @@ type Options struct {
 type Run struct {
 	BaselineEPS float64 // bare eventlog appends of the same events, same concurrency
 	NullSinkEPS float64 // the same bodies posted to a server that only writes and fsyncs them
-	IngestEPS   float64 // HTTP ingest, acknowledged after fsync
-	AckP50      time.Duration
-	AckP99      time.Duration
+	// IngestOnlyEPS is the same bodies posted to dogear's ingest handler over a fresh embedded
+	// log, with nothing folding them: the ingest path alone.
+	IngestOnlyEPS float64
+	IngestEPS     float64 // HTTP ingest, acknowledged after fsync
+	AckP50        time.Duration
+	AckP99        time.Duration
 	// HalfRateP50 and HalfRateP99 are ack latencies when the same bodies go to a fresh server
 	// at half of IngestEPS: the latency of a server that is not saturated.
 	HalfRateP50  time.Duration
@@ -91,8 +95,8 @@ func Ingest(ctx context.Context, opts Options) ([]Run, error) {
 				return runs, err
 			}
 		}
-		fmt.Fprintf(opts.Out, "run %d/%d: baseline %.0f ev/s, null sink %.0f ev/s, ingest %.0f ev/s (p50 %v, p99 %v; at half rate p50 %v, p99 %v), processed %.0f ev/s, kafka ingest %.0f ev/s\n",
-			r, opts.Runs, run.BaselineEPS, run.NullSinkEPS, run.IngestEPS, run.AckP50, run.AckP99, run.HalfRateP50, run.HalfRateP99, run.ProcessedEPS, run.KafkaEPS)
+		fmt.Fprintf(opts.Out, "run %d/%d: baseline %.0f ev/s, null sink %.0f ev/s, ingest only %.0f ev/s, ingest %.0f ev/s (p50 %v, p99 %v; at half rate p50 %v, p99 %v), processed %.0f ev/s, kafka ingest %.0f ev/s\n",
+			r, opts.Runs, run.BaselineEPS, run.NullSinkEPS, run.IngestOnlyEPS, run.IngestEPS, run.AckP50, run.AckP99, run.HalfRateP50, run.HalfRateP99, run.ProcessedEPS, run.KafkaEPS)
 		runs = append(runs, run)
 	}
 	return runs, nil
@@ -144,6 +148,9 @@ func once(ctx context.Context, opts Options, events [][]event.Event, bodies [][]
 	log.Close()
 
 	if run.NullSinkEPS, err = nullSink(ctx, opts, bodies); err != nil {
+		return run, err
+	}
+	if run.IngestOnlyEPS, err = ingestOnly(ctx, opts, bodies); err != nil {
 		return run, err
 	}
 
@@ -234,6 +241,7 @@ func Report(w io.Writer, opts Options, runs []Run) {
 	fmt.Fprintf(w, "| measure | median |\n| --- | --- |\n")
 	fmt.Fprintf(w, "| baseline: bare durable log appends | %.0f events/s |\n", med(func(r Run) float64 { return r.BaselineEPS }))
 	fmt.Fprintf(w, "| null sink: read body, write, fsync, answer (the ceiling) | %.0f events/s |\n", med(func(r Run) float64 { return r.NullSinkEPS }))
+	fmt.Fprintf(w, "| ingest only: dogear's ingest handler over an embedded log, nothing folding | %.0f events/s |\n", med(func(r Run) float64 { return r.IngestOnlyEPS }))
 	fmt.Fprintf(w, "| HTTP ingest, acknowledged after fsync | %.0f events/s |\n", med(func(r Run) float64 { return r.IngestEPS }))
 	fmt.Fprintf(w, "| HTTP ingest / null sink | %.3f |\n", med(func(r Run) float64 { return r.IngestEPS / r.NullSinkEPS }))
 	fmt.Fprintf(w, "| ack latency p50 per batch | %.2f ms |\n", med(func(r Run) float64 { return ms(r.AckP50) }))
@@ -359,6 +367,30 @@ func nullSink(ctx context.Context, opts Options, bodies [][]byte) (float64, erro
 	res, err := sendBodies(ctx, srv.URL, opts, 0, bodies)
 	if err != nil {
 		return 0, err
+	}
+	return res.EventsPerSecond(), nil
+}
+
+// ingestOnly posts the bodies to dogear's ingest handler over a fresh embedded log (as dogear
+// serve opens it), with no processor, API or archiver: what parsing, validation, encoding and
+// the log's group commit do alone. dogear serve does not run the ingest role apart on the
+// embedded log, which only one process can open; this measures the part that role would be.
+func ingestOnly(ctx context.Context, opts Options, bodies [][]byte) (float64, error) {
+	dir, err := os.MkdirTemp(opts.Dir, "bench-ingest-only-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	log, err := eventlog.OpenPebble(dir, 0, 256<<20)
+	if err != nil {
+		return 0, err
+	}
+	defer log.Close()
+	srv := httptest.NewServer(ingest.New(log, ingest.NewGate(ingest.DefaultConfig()), slog.New(slog.DiscardHandler)))
+	defer srv.Close()
+	res, err := sendBodies(ctx, srv.URL, opts, 0, bodies)
+	if err != nil {
+		return 0, fmt.Errorf("ingest only: %w", err)
 	}
 	return res.EventsPerSecond(), nil
 }

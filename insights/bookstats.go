@@ -10,7 +10,7 @@ import (
 )
 
 // A book's statistics are kept as aggregates folded with the events, so that a popular book's
-// stats read a few dozen keys however many readers it has. Each partition keeps, per book:
+// stats read a few hundred small keys at most, however many readers it has. Each partition keeps, per book:
 //
 //   - a summary: readers, starts, finishes, ratings, highlights, reading time, and the readers
 //     who started and have not finished by abandonment bucket;
@@ -28,7 +28,7 @@ import (
 type bookShare struct {
 	summary     bookSummary
 	finishSlot  int32 // the bucket of their hours to finish, when finished
-	unfinished  bool  // started and not finished: they count in a day's record
+	unfinished  bool  // started and not finished: they count in the day and hour counts
 	bucket      int   // their abandonment bucket, when unfinished
 	lastDay     int64 // the UTC day of their latest reading event, when unfinished
 	lastHour    int64 // and its UTC hour
@@ -47,17 +47,10 @@ type bookSummary struct {
 }
 
 func (s *bookSummary) add(o *bookSummary, sign int64) {
-	s.Readers += sign * o.Readers
-	s.Started += sign * o.Started
-	s.Finished += sign * o.Finished
-	for i := range s.Unfinished {
-		s.Unfinished[i] += sign * o.Unfinished[i]
+	mine, theirs := s.counts(), o.counts()
+	for i := range mine {
+		*mine[i] += sign * *theirs[i]
 	}
-	for i := range s.Ratings {
-		s.Ratings[i] += sign * o.Ratings[i]
-	}
-	s.Highlights += sign * o.Highlights
-	s.ReadMS += sign * o.ReadMS
 }
 
 func (s *bookSummary) encode(e *encoder) {
@@ -72,6 +65,7 @@ func (s *bookSummary) decode(d *decoder) {
 	}
 }
 
+// counts are the summary's fields, in their stored order.
 func (s *bookSummary) counts() []*int64 {
 	out := []*int64{&s.Readers, &s.Started, &s.Finished, &s.Highlights, &s.ReadMS}
 	for i := range s.Unfinished {
