@@ -298,30 +298,12 @@ func (f *finishSlots) add(slot int32, n int64) {
 	}
 }
 
-// encode writes the buckets in order, so that equal counts are equal bytes.
 func (f *finishSlots) encode(e *encoder) {
-	keys := make([]int32, 0, len(f.slots))
-	for k := range f.slots {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
-	e.int(int64(len(keys)))
-	for _, k := range keys {
-		e.int(int64(k))
-		e.int(f.slots[k])
-	}
+	encodeCounts(e, f.slots, func(e *encoder, k int32) { e.int(int64(k)) })
 }
 
 func (f *finishSlots) decode(d *decoder) {
-	n := d.int()
-	f.slots = make(map[int32]int64, max(0, min(n, 4096)))
-	for range n {
-		if d.err != nil {
-			return
-		}
-		k := int32(d.int())
-		f.slots[k] = d.int()
-	}
+	f.slots = decodeCounts(d, func(d *decoder) int32 { return int32(d.int()) })
 }
 
 // bookFromAggregates answers Book from the book's aggregates.

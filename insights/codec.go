@@ -1,9 +1,12 @@
 package insights
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
+	"maps"
 	"math"
+	"slices"
 )
 
 // Records are stored in a compact binary form: processors decode and re-encode several records
@@ -192,4 +195,28 @@ func (c *PartitionCounts) decode(d *decoder) {
 	c.Readers = d.int()
 	c.ReaderBooks = d.int()
 	c.Aggregates = d.optInt()
+}
+
+// encodeCounts writes a map of counts in key order, so that equal counts are equal bytes.
+func encodeCounts[K cmp.Ordered](e *encoder, m map[K]int64, key func(*encoder, K)) {
+	keys := slices.Sorted(maps.Keys(m))
+	e.int(int64(len(keys)))
+	for _, k := range keys {
+		key(e, k)
+		e.int(m[k])
+	}
+}
+
+// decodeCounts reads what encodeCounts wrote.
+func decodeCounts[K comparable](d *decoder, key func(*decoder) K) map[K]int64 {
+	n := d.int()
+	m := make(map[K]int64, max(0, min(n, 1024)))
+	for range n {
+		if d.err != nil {
+			break
+		}
+		k := key(d)
+		m[k] = d.int()
+	}
+	return m
 }

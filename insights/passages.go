@@ -2,7 +2,6 @@ package insights
 
 import (
 	"math/big"
-	"sort"
 
 	"github.com/dogear-dev/dogear/state"
 )
@@ -25,31 +24,8 @@ func (p *PassageVariants) total() int64 {
 	return n
 }
 
-// encode writes the variants in order, so that equal counts are equal bytes.
-func (p *PassageVariants) encode(e *encoder) {
-	texts := make([]string, 0, len(p.Readers))
-	for t := range p.Readers {
-		texts = append(texts, t)
-	}
-	sort.Strings(texts)
-	e.int(int64(len(texts)))
-	for _, t := range texts {
-		e.str(t)
-		e.int(p.Readers[t])
-	}
-}
-
-func (p *PassageVariants) decode(d *decoder) {
-	n := d.int()
-	p.Readers = make(map[string]int64, max(0, min(n, 64)))
-	for range n {
-		if d.err != nil {
-			return
-		}
-		t := d.str()
-		p.Readers[t] = d.int()
-	}
-}
+func (p *PassageVariants) encode(e *encoder) { encodeCounts(e, p.Readers, (*encoder).str) }
+func (p *PassageVariants) decode(d *decoder) { p.Readers = decodeCounts(d, (*decoder).str) }
 
 func passagePrefix(book, hash string) []byte {
 	return []byte("b" + sep + book + sep + "p" + sep + hash + sep)
