@@ -13,7 +13,7 @@ import (
 // reader's highlight.
 
 // PassageVariants are the readers of one partition who highlighted a passage, by the variant of
-// its text each of them highlighted first in order (the smallest they sent).
+// its text each of them sent (the smallest, when they sent several).
 type PassageVariants struct{ Readers map[string]int64 }
 
 func (p *PassageVariants) total() int64 {

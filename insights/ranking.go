@@ -13,7 +13,7 @@ import (
 // A ranking orders the ids of one partition (books by trending weight, a book's passages by
 // readers) heaviest first, as keys under a prefix: the weight's length, its bytes inverted (so
 // that key order is weight order, descending), then the id. The value is a count carried along.
-// Top-n queries merge the partitions' rankings (mergeRankings) instead of reading every id.
+// Top-n queries merge the partitions' rankings (rankings.top) instead of reading every id.
 
 func rankKey(prefix []byte, w *big.Int, id string) []byte {
 	b := w.Bytes()
