@@ -17,3 +17,11 @@ func BookFromReaders(src state.Reader, book string, asOf time.Time) (*BookStats,
 	out.TopPassages, err = topPassages(src, book, topPassagesShown)
 	return out, err
 }
+
+// ReadEveryStart makes Trending read every start, as it does on state folded before the trending
+// aggregates, until restore is called.
+func ReadEveryStart() (restore func()) {
+	old := laterStartsTakenAway
+	laterStartsTakenAway = -1
+	return func() { laterStartsTakenAway = old }
+}

@@ -63,6 +63,16 @@ type rankings struct {
 	// entriesSuffice: an id met in every open ranking is totalled from its entries, without its
 	// records; not when ties are broken by what only the records hold.
 	entriesSuffice bool
+	// less is what to take away from an id's total (trending: the starts after as_of).
+	less map[string]*ranked
+}
+
+// takeAway subtracts what r.less holds for t's id from t.
+func (r rankings) takeAway(t *ranked) {
+	if l := r.less[t.id]; l != nil {
+		t.weight.Sub(&t.weight, &l.weight)
+		t.count -= l.count
+	}
 }
 
 // keepTop inserts t into top, kept in order and at most n long.
@@ -149,7 +159,7 @@ func (r rankings) top(src state.Reader, n int) ([]ranked, error) {
 				unmet.Add(&unmet, &c.last)
 			}
 		}
-		if unmet.Sign() == 0 || nthKnown(partials, n).Cmp(&unmet) > 0 {
+		if unmet.Sign() == 0 || r.nthKnown(partials, n).Cmp(&unmet) > 0 {
 			break
 		}
 	}
@@ -163,6 +173,9 @@ func (r rankings) top(src state.Reader, n int) ([]ranked, error) {
 	for _, pa := range partials {
 		c := candidate{partial: pa, exact: r.entriesSuffice}
 		c.upper.Set(&pa.known)
+		if l := r.less[pa.id]; l != nil {
+			c.upper.Sub(&c.upper, &l.weight)
+		}
 		for i, cur := range cursors {
 			if cur.open && !pa.met[i] {
 				c.upper.Add(&c.upper, &cur.last)
@@ -185,16 +198,24 @@ func (r rankings) top(src state.Reader, n int) ([]ranked, error) {
 				return nil, err
 			}
 		}
-		top = r.keepTop(top, t, n)
+		r.takeAway(&t)
+		if t.weight.Sign() > 0 {
+			top = r.keepTop(top, t, n)
+		}
 	}
 	return top, nil
 }
 
-// nthKnown is the n-th largest weight read of the ids met (0 when fewer were met).
-func nthKnown(partials map[string]*partial, n int) *big.Int {
+// nthKnown is the n-th largest lower bound of the ids met: what was read of each, less what
+// r.less takes away (0 when fewer were met).
+func (r rankings) nthKnown(partials map[string]*partial, n int) *big.Int {
 	known := make([]*big.Int, 0, len(partials))
 	for _, pa := range partials {
-		known = append(known, &pa.known)
+		k := &pa.known
+		if l := r.less[pa.id]; l != nil {
+			k = new(big.Int).Sub(k, &l.weight)
+		}
+		known = append(known, k)
 	}
 	if len(known) < n {
 		return new(big.Int)

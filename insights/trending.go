@@ -120,18 +120,31 @@ type TrendingBook struct {
 // Trending ranks books by readers starting them: each start up to the end of as_of's UTC hour
 // counts 0.5^(age / 3 days), so a start today counts about 1, one a week ago about 0.2 and one a
 // month ago a thousandth. Books whose starts all weigh nothing (docs/insights.md) are not
-// listed. When every partition kept the aggregates and no start came after as_of's hour (the
-// live dashboard), it merges the heads of the partitions' rankings; otherwise (state from before
-// the aggregates, or a look back in time) it reads every start.
+// listed. When every partition kept the aggregates, it merges the heads of the partitions'
+// rankings, taking away the starts after as_of's hour (a device whose clock runs ahead, or a
+// look back of a few hours); otherwise (state from before the aggregates, or a look far back,
+// past more than laterStartsTakenAway starts) it reads every start.
 func Trending(src state.Reader, asOf time.Time, n int) ([]TrendingBook, error) {
 	hour := asOf.Unix() / 3600
-	parts, aggregated, err := trendPartitions(src, hour)
+	parts, kept, err := partitionsKeeping(src, aggregatesTrending)
 	if err != nil {
 		return nil, err
 	}
+	var later int64
+	if kept {
+		if later, err = sumDaily(src, hourlyStarts, hour+1, math.MaxInt64, nil); err != nil {
+			return nil, err
+		}
+	}
 	var top []ranked
-	if aggregated {
-		top, err = bookRankings(src, parts).top(src, n)
+	if kept && later <= laterStartsTakenAway {
+		var after map[string]*ranked
+		if after, err = startsBetween(src, hour+1, math.MaxInt64); err != nil {
+			return nil, err
+		}
+		r := bookRankings(src, parts)
+		r.less = after
+		top, err = r.top(src, n)
 	} else {
 		top, err = trendingFromStarts(src, hour, n)
 	}
@@ -141,6 +154,10 @@ func Trending(src state.Reader, asOf time.Time, n int) ([]TrendingBook, error) {
 	}
 	return out, err
 }
+
+// laterStartsTakenAway is how many starts after as_of the rankings are corrected for; beyond it
+// reading every start up to as_of costs less.
+var laterStartsTakenAway int64 = 10_000
 
 // bookRankings are the partitions' rankings of books by trending weight; ties go by book id.
 func bookRankings(src state.Reader, parts []int) rankings {
@@ -154,17 +171,6 @@ func bookRankings(src state.Reader, parts []int) rankings {
 		r.prefixes = append(r.prefixes, rankPrefix(p))
 	}
 	return r
-}
-
-// trendPartitions lists the partitions with state, and whether their trending aggregates can
-// answer as of the UTC hour: all kept them, and none counted a start after it.
-func trendPartitions(src state.Reader, hour int64) ([]int, bool, error) {
-	parts, kept, err := partitionsKeeping(src, aggregatesTrending)
-	if err != nil || !kept {
-		return parts, false, err
-	}
-	later, err := sumDaily(src, hourlyStarts, hour+1, math.MaxInt64, nil)
-	return parts, later == 0, err
 }
 
 // partitionsKeeping lists the partitions with state, and whether every one kept the aggregates
@@ -201,11 +207,15 @@ func bookTotals(src state.Reader) func(book string) (ranked, error) {
 	}
 }
 
-// trendingFromStarts totals every start up to the end of the UTC hour.
-func trendingFromStarts(src state.Reader, hour int64, n int) ([]ranked, error) {
-	upper := binary.BigEndian.AppendUint64(append([]byte(nil), startsPrefix...), uint64(hour+1))
+// startsBetween totals, by book, the starts in the UTC hours [from, to).
+func startsBetween(src state.Reader, from, to int64) (map[string]*ranked, error) {
+	lower := binary.BigEndian.AppendUint64(append([]byte(nil), startsPrefix...), uint64(max(0, from)))
+	upper := state.PrefixEnd(startsPrefix)
+	if to != math.MaxInt64 {
+		upper = binary.BigEndian.AppendUint64(append([]byte(nil), startsPrefix...), uint64(to))
+	}
 	byBook := map[string]*ranked{}
-	err := src.Scan(startsPrefix, upper, func(k, _ []byte) error {
+	err := src.Scan(lower, upper, func(k, _ []byte) error {
 		rest := k[len(startsPrefix):]
 		h := int64(binary.BigEndian.Uint64(rest))
 		book := string(rest[9 : 9+bytes.IndexByte(rest[9:], 0)])
@@ -220,6 +230,12 @@ func trendingFromStarts(src state.Reader, hour int64, n int) ([]ranked, error) {
 		}
 		return nil
 	})
+	return byBook, err
+}
+
+// trendingFromStarts totals every start up to the end of the UTC hour.
+func trendingFromStarts(src state.Reader, hour int64, n int) ([]ranked, error) {
+	byBook, err := startsBetween(src, 0, hour+1)
 	r := bookRankings(src, nil)
 	var top []ranked
 	for _, t := range byBook {
