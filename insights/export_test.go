@@ -18,10 +18,10 @@ func BookFromReaders(src state.Reader, book string, asOf time.Time) (*BookStats,
 	return out, err
 }
 
-// ReadEveryStart makes Trending read every start, as it does on state folded before the trending
-// aggregates, until restore is called.
-func ReadEveryStart() (restore func()) {
-	old := laterStartsTakenAway
-	laterStartsTakenAway = -1
-	return func() { laterStartsTakenAway = old }
+// ReadEveryRecord makes Trending read every start and Platform every active reader's key, as
+// they do on state folded before the aggregates, until restore is called.
+func ReadEveryRecord() (restore func()) {
+	starts, readers := laterStartsTakenAway, laterReadersLookedUp
+	laterStartsTakenAway, laterReadersLookedUp = -1, -1
+	return func() { laterStartsTakenAway, laterReadersLookedUp = starts, readers }
 }

@@ -152,10 +152,11 @@ func firstDiff(a, b string) string {
 	return fmt.Sprintf("lengths %d vs %d", len(al), len(bl))
 }
 
-// TestPlatformAggregates checks daily and monthly active readers and trending against counts made
-// from the events themselves, after shuffled folding and two erasures: mid-history, where readers
-// read after as_of and the active keys are counted, and at the end of the history after the
-// per-reader active keys are deleted, so that only the partitions' daily aggregates can answer.
+// TestPlatformAggregates checks daily and monthly active readers, trending and book statistics
+// against what the events themselves say (or the per-reader records, for books), after shuffled
+// folding and two erasures: mid-history, where readers read after as_of, so the aggregates are
+// corrected reader by reader and start by start, and the per-reader keys answer too; and at the
+// end of the history after the per-reader keys are deleted, so that only the aggregates can.
 func TestPlatformAggregates(t *testing.T) {
 	end := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	events := loadgen.New(loadgen.Config{Readers: 60, Books: 20, Seed: 11, Start: end.Add(-60 * 24 * time.Hour), End: end}).Batch(4000)
@@ -227,15 +228,26 @@ func TestPlatformAggregates(t *testing.T) {
 	}
 	mid := end.Add(-25 * 24 * time.Hour)
 	var checkTrending func(asOf time.Time)
-	startKeys := true // the per-start keys are there, so trending can also be read from them
+	// While the per-reader active keys and per-start keys are there, stats and trending can also
+	// be read from them.
+	activeKeys, startKeys := true, true
 	check := func(asOf time.Time) {
 		t.Helper()
 		ps, err := insights.Platform(s, asOf)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if dau, mau := want(asOf); ps.DAU != dau || ps.MAU != mau || dau == 0 {
+		dau, mau := want(asOf)
+		if ps.DAU != dau || ps.MAU != mau || dau == 0 {
 			t.Fatalf("as of %s: DAU %d MAU %d, the events say %d and %d", asOf, ps.DAU, ps.MAU, dau, mau)
+		}
+		if activeKeys {
+			restore := insights.ReadEveryRecord()
+			every, err := insights.Platform(s, asOf)
+			restore()
+			if err != nil || every.DAU != dau || every.MAU != mau {
+				t.Fatalf("as of %s: from every active key DAU %d MAU %d (%v), the events say %d and %d", asOf, every.DAU, every.MAU, err, dau, mau)
+			}
 		}
 		checkTrending(asOf)
 	}
@@ -250,7 +262,7 @@ func TestPlatformAggregates(t *testing.T) {
 			t.Fatalf("as of %s: trending\n%v\nthe events say\n%v", asOf, tr, want)
 		}
 		if startKeys {
-			restore := insights.ReadEveryStart()
+			restore := insights.ReadEveryRecord()
 			every, err := insights.Trending(s, asOf, 1000)
 			restore()
 			if err != nil || !sameTrending(every, want) {
@@ -288,6 +300,7 @@ func TestPlatformAggregates(t *testing.T) {
 		}
 	}
 	var w state.Writes
+	activeKeys = false
 	s.Scan([]byte("p\x00a\x00"), state.PrefixEnd([]byte("p\x00a\x00")), func(k, _ []byte) error { w.Delete(k); return nil })
 	off, _ := s.Offset(0)
 	if err := s.Commit(0, off, &w); err != nil || w.Len() == 0 {
@@ -325,4 +338,22 @@ func sameTrending(got, want []insights.TrendingBook) bool {
 		}
 	}
 	return true
+}
+
+// A reader whose latest event is dated after as_of's day (a device whose clock runs ahead) still
+// counts in the monthly actives when they also read within the 30 days, and not otherwise.
+func TestMonthlyActivesWithAClockAhead(t *testing.T) {
+	asOf := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+	events := []event.Event{
+		{ID: "a1", Type: event.Session, Reader: "ann", Book: "b1", Time: asOf.Add(-5 * 24 * time.Hour), DurationMS: 60_000},
+		{ID: "a2", Type: event.Session, Reader: "ann", Book: "b1", Time: asOf.Add(20 * time.Hour), DurationMS: 60_000}, // tomorrow
+		{ID: "b1", Type: event.Session, Reader: "bob", Book: "b1", Time: asOf.Add(-2 * time.Hour), DurationMS: 60_000},
+		{ID: "c1", Type: event.Session, Reader: "cat", Book: "b2", Time: asOf.Add(-40 * 24 * time.Hour), DurationMS: 60_000},
+		{ID: "c2", Type: event.Session, Reader: "cat", Book: "b2", Time: asOf.Add(22 * time.Hour), DurationMS: 60_000}, // tomorrow, not in the month
+	}
+	s := fold(t, events, rand.New(rand.NewPCG(1, 1)))
+	ps, err := insights.Platform(s, asOf)
+	if err != nil || ps.DAU != 1 || ps.MAU != 2 {
+		t.Fatalf("DAU %d MAU %d (%v), want 1 (bob) and 2 (ann, bob)", ps.DAU, ps.MAU, err)
+	}
 }

@@ -400,24 +400,29 @@ func Platform(src state.Reader, asOf time.Time) (*PlatformStats, error) {
 		return nil, err
 	}
 	today := dayNumber(asOf.UnixMilli())
+	var later int64
 	if aggregated {
-		var later int64
 		if later, err = sumDaily(src, dailyLast, today+1, math.MaxInt64, nil); err != nil {
 			return nil, err
 		}
-		aggregated = later == 0
 	}
-	if aggregated {
-		err = platformFromAggregates(src, today, out)
+	if aggregated && later <= laterReadersLookedUp {
+		err = platformFromAggregates(src, today, later > 0, out)
 	} else {
 		err = platformFromActiveKeys(src, today, out)
 	}
 	return out, err
 }
 
-// platformFromAggregates: daily actives are the day's counts; as no reader read after today,
-// the monthly actives are the readers whose latest reading day falls in the 30 days.
-func platformFromAggregates(src state.Reader, today int64, out *PlatformStats) error {
+// laterReadersLookedUp is how many readers whose latest reading day is after as_of's the monthly
+// actives look up one by one; beyond it counting every active key of the 30 days costs less.
+var laterReadersLookedUp int64 = 10_000
+
+// platformFromAggregates: daily actives are the day's counts, and the monthly actives the
+// readers whose latest reading day falls in the 30 days, plus, when some read after today
+// (later: a device whose clock runs ahead, or a look back of a day or two), those of them who
+// also read within the 30 days, looked up by their active keys.
+func platformFromAggregates(src state.Reader, today int64, later bool, out *PlatformStats) error {
 	from := today - MAUWindowDays + 1
 	perDay := map[int64]int64{}
 	if _, err := sumDaily(src, dailyActive, from, today+1, perDay); err != nil {
@@ -428,6 +433,26 @@ func platformFromAggregates(src state.Reader, today int64, out *PlatformStats) e
 	}
 	out.DAU = out.Daily[len(out.Daily)-1].Readers
 	mau, err := sumDaily(src, dailyLast, from, today+1, nil)
+	if err != nil || !later {
+		out.MAU = int(mau)
+		return err
+	}
+	// Keys are p \0 a \0 <day, 10 bytes> \0 <reader>, in day order.
+	root := []byte("p" + sep + "a" + sep)
+	laterReaders := map[string]bool{}
+	err = src.Scan(activePrefix(dayString((today+1)*86_400_000)), state.PrefixEnd(root), func(k, _ []byte) error {
+		laterReaders[string(k[len(root)+len("2006-01-02")+len(sep):])] = true
+		return nil
+	})
+	for reader := range laterReaders {
+		for d := from; d <= today && err == nil; d++ {
+			var active bool
+			if _, active, err = src.Get(activeKey(dayString(d*86_400_000), reader)); active {
+				mau++
+				break
+			}
+		}
+	}
 	out.MAU = int(mau)
 	return err
 }
