@@ -88,17 +88,10 @@ type alsCache struct {
 	factors int
 	als     *ALS
 	x       []float32
-	books   []string // the books of als.Y's rows
-	// from, when set, is a search's iALS that a refit on more data starts from (RefitIterations).
-	from *alsCache
 	// trial: the artifacts are a search's candidates, never served, so their readers' candidates
 	// are not cached (cacheCandidates costs seconds on a large catalogue).
 	trial bool
 }
-
-// RefitIterations are the iALS iterations of a refit that starts from the search's item factors:
-// the items are the same and the data a little more, so a few iterations converge.
-const RefitIterations = 3
 
 func trainArtifact(inter []Interaction, p ModelParams, cache *alsCache) *Artifact {
 	inter = inOrder(inter)
@@ -154,22 +147,8 @@ func (a *Artifact) trainALS(m *Matrix, readers map[string]int32, inter []Interac
 	if cache.als == nil || cache.factors != p.Factors {
 		ap := ALSDefaults
 		ap.Factors = p.Factors
-		var y0 [][]float32
-		if w := cache.from; w != nil && w.factors == p.Factors {
-			rows := make(map[string]int, len(w.books))
-			for i, b := range w.books {
-				rows[b] = i
-			}
-			y0 = make([][]float32, len(a.Books))
-			for i, b := range a.Books {
-				if r, ok := rows[b]; ok {
-					y0[i] = w.als.Y[r*p.Factors : (r+1)*p.Factors]
-				}
-			}
-			ap.Iterations = RefitIterations
-		}
-		als := trainALSFrom(m, ap, y0, nil)
-		cache.factors, cache.als, cache.x, cache.books = p.Factors, als, als.x, a.Books
+		als := TrainALS(m, ap, nil)
+		cache.factors, cache.als, cache.x = p.Factors, als, als.x
 		als.x = nil // the artifact keeps them by reader
 	}
 	a.ALS = cache.als

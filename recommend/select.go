@@ -31,17 +31,13 @@ type SelectOptions struct {
 type Selection struct {
 	Best   Trial   `json:"best"`
 	Trials []Trial `json:"trials"`
-	// als is the search's iALS, which Refit starts from.
-	als *alsCache
 }
 
-// Refit trains the chosen model on all interactions (the held-out ones back in): what was
-// evaluated is what is served. An iALS part starts from the search's item factors, which the
-// selection then lets go.
+// Refit trains the chosen model on all interactions (the held-out ones back in), from the same
+// seeded start and with the same settings as the search trained it: what was evaluated is what
+// is served.
 func (s *Selection) Refit(all []Interaction) *Artifact {
-	a := trainArtifact(all, s.Best.Params, &alsCache{from: s.als})
-	s.als = nil
-	return a
+	return trainArtifact(all, s.Best.Params, &alsCache{})
 }
 
 // Select chooses the servable model that ranks held-out interactions best (Recall@20) for this
@@ -64,7 +60,7 @@ func Select(train []Interaction, byReader map[string][]Interaction, holdout []In
 	start := time.Now()
 	train = inOrder(train) // once, not in every trial
 	cache := &alsCache{trial: true}
-	sel := Selection{als: cache}
+	var sel Selection
 	tried := map[ModelParams]bool{}
 	try := func(p ModelParams) (Metrics, bool) {
 		if tried[p] {
