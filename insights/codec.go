@@ -54,9 +54,13 @@ func (d *decoder) int() int64 {
 
 // optInt reads a field added after records were first written: a record that ends before it
 // holds 0 there.
-func (d *decoder) optInt() int64 {
+func (d *decoder) optInt() int64 { return d.optIntOr(0) }
+
+// optIntOr reads a field added after records were first written, which a record that ends before
+// it holds as old.
+func (d *decoder) optIntOr(old int64) int64 {
 	if d.err == nil && len(d.b) == 0 {
-		return 0
+		return old
 	}
 	return d.int()
 }
@@ -132,6 +136,7 @@ func (rb *ReaderBook) encode(e *encoder) {
 	e.int(rb.Purchased)
 	e.int(rb.Sampled)
 	e.int(rb.PagesRead)
+	e.int(rb.NextPage)
 }
 
 func (rb *ReaderBook) decode(d *decoder) {
@@ -156,6 +161,7 @@ func (rb *ReaderBook) decode(d *decoder) {
 	rb.Purchased = d.int()
 	rb.Sampled = d.int()
 	rb.PagesRead = d.int()
+	rb.NextPage = d.optIntOr(unknownCeiling)
 }
 
 func (m *ReaderMeta) encode(e *encoder) {
@@ -166,6 +172,7 @@ func (m *ReaderMeta) encode(e *encoder) {
 	e.int(m.First)
 	e.int(m.Last)
 	e.int(m.LastActive)
+	e.int(m.NextSlot)
 }
 
 func (m *ReaderMeta) decode(d *decoder) {
@@ -176,6 +183,7 @@ func (m *ReaderMeta) decode(d *decoder) {
 	m.First = d.int()
 	m.Last = d.int()
 	m.LastActive = d.optInt()
+	m.NextSlot = d.optIntOr(unknownCeiling)
 }
 
 func (s *Slot) encode(e *encoder) { e.int(s.MS); e.int(s.Events) }

@@ -1,6 +1,7 @@
 package insights
 
 import (
+	"encoding/binary"
 	"time"
 
 	"github.com/dogear-dev/dogear/state"
@@ -24,4 +25,34 @@ func ReadEveryRecord() (restore func()) {
 	starts, readers := laterStartsTakenAway, laterReadersLookedUp
 	laterStartsTakenAway, laterReadersLookedUp = -1, -1
 	return func() { laterStartsTakenAway, laterReadersLookedUp = starts, readers }
+}
+
+// AsBeforeCeilings gives the writes that turn the records of readers and their books into what a
+// build before NextPage and NextSlot wrote: the same records without those last fields.
+func AsBeforeCeilings(s state.Reader, readers, books []string) (*state.Writes, error) {
+	w := new(state.Writes)
+	cut := func(key []byte, r record, last func() int64) error {
+		found, err := loadFound(s, key, r)
+		if err != nil || !found {
+			return err
+		}
+		b := encodeRecord(r)
+		w.Put(key, b[:len(b)-len(binary.AppendVarint(nil, last()))])
+		return nil
+	}
+	for _, reader := range readers {
+		var m ReaderMeta
+		if err := cut(metaKey(reader), &m, func() int64 { return m.NextSlot }); err != nil {
+			return nil, err
+		}
+		for _, book := range books {
+			for _, k := range [][]byte{readerBookKey(reader, book), bookReaderKey(book, reader)} {
+				var rb ReaderBook
+				if err := cut(k, &rb, func() int64 { return rb.NextPage }); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return w, nil
 }

@@ -84,7 +84,7 @@ func ApplyUnique(tx Tx, partition int, e *event.Event) error {
 	}
 	if reading {
 		counts.ReadingEvents++
-		if err := applyReading(tx, partition, &rb, e, at); err != nil {
+		if err := applyReading(tx, partition, &rb, &meta, e, at); err != nil {
 			return err
 		}
 		if err := markActive(tx, partition, &meta, e.Reader, at); err != nil {
@@ -111,7 +111,7 @@ func ApplyUnique(tx Tx, partition int, e *event.Event) error {
 	return moveBookShare(tx, partition, e.Reader, before, &rb)
 }
 
-func applyReading(tx Tx, partition int, rb *ReaderBook, e *event.Event, at int64) error {
+func applyReading(tx Tx, partition int, rb *ReaderBook, meta *ReaderMeta, e *event.Event, at int64) error {
 	oldFirst := rb.First
 	rb.First = minNonZero(rb.First, at)
 	rb.Last = max(rb.Last, at)
@@ -143,12 +143,18 @@ func applyReading(tx Tx, partition int, rb *ReaderBook, e *event.Event, at int64
 		ms = e.DurationMS
 	case event.Page:
 		rb.PageViews++
+		seen := false
 		pk := pageKey(e.Reader, e.Book, e.Page)
-		if _, seen, err := tx.Get(pk); err != nil {
-			return err
-		} else if !seen {
+		if !isNew(int64(e.Page), rb.NextPage) {
+			var err error
+			if _, seen, err = tx.Get(pk); err != nil {
+				return err
+			}
+		}
+		if !seen {
 			tx.Put(pk, nil)
 			rb.PagesRead++
+			rb.NextPage = raise(rb.NextPage, int64(e.Page))
 		}
 		// A page that belongs to a reported session is already counted in that session's time.
 		if e.Session == "" {
@@ -168,10 +174,14 @@ func applyReading(tx Tx, partition int, rb *ReaderBook, e *event.Event, at int64
 	rb.ReadMS += ms
 
 	var slot Slot
-	sk := slotKey(e.Reader, e.Time.Unix()/slotSeconds)
-	if err := load(tx, sk, &slot); err != nil {
-		return err
+	n := e.Time.Unix() / slotSeconds
+	sk := slotKey(e.Reader, n)
+	if !isNew(n, meta.NextSlot) {
+		if err := load(tx, sk, &slot); err != nil {
+			return err
+		}
 	}
+	meta.NextSlot = raise(meta.NextSlot, n)
 	slot.MS += ms
 	slot.Events++
 	tx.Put(sk, encodeRecord(&slot))

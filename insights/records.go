@@ -40,6 +40,10 @@ type ReaderBook struct {
 	Sampled    int64
 	// PagesRead is the number of distinct pages seen in page events.
 	PagesRead int64
+	// NextPage is one more than the highest page recorded as read, so that a page from it up is
+	// known to be new without looking for its key: readers mostly read forward, and a key that is
+	// not there is the dearest read of a fold. unknownCeiling on records from builds before it.
+	NextPage int64
 }
 
 // Started reports whether the reader has read any of the book.
@@ -56,6 +60,25 @@ type ReaderMeta struct {
 	// LastActive is the UTC day (days since 1970, plus one; 0 = never) of the reader's latest
 	// reading event: the reader counts in that day's "last active" aggregate.
 	LastActive int64
+	// NextSlot is one more than the reader's highest time slot with reading recorded, so that a
+	// later slot is known to be new without looking for its key. unknownCeiling on records from
+	// builds before it.
+	NextSlot int64
+}
+
+// unknownCeiling marks a NextPage or NextSlot that a record written before the field existed
+// cannot know; such a record looks every page and slot up, as before, until a rebuild.
+const unknownCeiling = -1
+
+// isNew reports whether n is known to be above everything recorded under ceiling.
+func isNew(n, ceiling int64) bool { return ceiling != unknownCeiling && n >= ceiling }
+
+// raise moves a ceiling above n, unless it is unknown.
+func raise(ceiling, n int64) int64 {
+	if ceiling == unknownCeiling {
+		return ceiling
+	}
+	return max(ceiling, n+1)
 }
 
 // Slot is a reader's reading activity in one 15-minute slot of UTC time. Every time zone's
