@@ -42,12 +42,16 @@ type Artifact struct {
 	ReaderRows    map[uint64]int32
 	ReaderFactors []float32
 	ReaderHistory []uint64
-	// ReaderCands and ReaderDots are, per training reader (blendCandidates each, -1 padded), the
-	// books blendALS rescores for their trained history and those books' iALS scores.
-	ReaderCands []int32
-	ReaderDots  []float32
-	Readers     int
-	Events      int
+	// ReaderLists, ReaderScores and ReaderBecause are, per training reader (blendCandidates
+	// each, -1 padded), the list Recommend makes from their trained history: the blend's
+	// candidates in their final order, their scores, and the history book (an index into Books)
+	// each is there because of. A request from a reader whose history is unchanged reads its list
+	// instead of making it (cachedList).
+	ReaderLists   []int32
+	ReaderScores  []float32
+	ReaderBecause []int32
+	Readers       int
+	Events        int
 
 	index   map[string]int32
 	pool    sync.Pool
@@ -135,8 +139,8 @@ func trainArtifact(inter []Interaction, p ModelParams, cache *alsCache) *Artifac
 	a.Popularity = TrainPopularity(m).Count
 	a.Readers, a.Events = len(readers), len(entries)
 	a.index = idx
-	if a.ALS != nil && !cache.trial {
-		a.cacheCandidates(inter)
+	if a.ALS != nil && p.PopularityWeight == 0 && !cache.trial {
+		a.cacheLists(inter)
 	}
 	return a
 }
@@ -205,8 +209,8 @@ func (a *Artifact) trainedRow(history []Interaction) (int, bool) {
 
 // readerFactors are the reader's iALS factors: the trained ones when their history is the one
 // trained on, else folded in from it.
-func (a *Artifact) readerFactors(row int, trained bool, history []Interaction) []float32 {
-	if trained {
+func (a *Artifact) readerFactors(history []Interaction) []float32 {
+	if row, trained := a.trainedRow(history); trained {
 		f := a.ALS.P.Factors
 		return a.ReaderFactors[row*f : (row+1)*f]
 	}
@@ -256,6 +260,13 @@ type scratch struct {
 	excluded []bool  // by book index: books the request leaves out
 	excludes []int32 // the indices set in excluded, to clear them after
 	top      *topK
+	history  []weighted
+}
+
+// weighted is a history book, by index, and its weight.
+type weighted struct {
+	book   int32
+	weight float32
 }
 
 // Recommend ranks books for a reader's history by their neighbour scores, plus the popularity
@@ -274,6 +285,66 @@ func (a *Artifact) Recommend(history []Interaction, exclude []string, n int) []R
 			s.exclude(j)
 		}
 	}
+	var idx []int32
+	var score []float32
+	var because []int32
+	if row, ok := a.cachedList(s, history, n); ok {
+		k := row * blendCandidates
+		m := k
+		for m < k+n && a.ReaderLists[m] >= 0 {
+			m++
+		}
+		idx, score, because = a.ReaderLists[k:m], a.ReaderScores[k:m], a.ReaderBecause[k:m]
+	} else {
+		idx, score = a.rank(s, history, n)
+		because = make([]int32, len(idx))
+		for k, j := range idx {
+			because[k] = -1
+			if s.acc[j] > 0 {
+				because[k] = s.because[j]
+			}
+		}
+	}
+	out := make([]Rec, 0, n)
+	for k, j := range idx {
+		r := Rec{Book: a.Books[j], Score: score[k]}
+		if because[k] >= 0 {
+			r.Because = a.Books[because[k]]
+		}
+		out = append(out, r)
+	}
+	s.reset()
+	return out
+}
+
+// cachedList reports whether the reader of history has a list made at training (cacheLists)
+// that is the one rank would make for this request, and its row. It is when their history is the
+// one trained on, the request leaves out every history book, as training did, and none of the
+// list's books besides: books left out that the list does not hold cannot change it.
+func (a *Artifact) cachedList(s *scratch, history []Interaction, n int) (int, bool) {
+	if a.ReaderLists == nil || n > blendCandidates {
+		return 0, false
+	}
+	row, trained := a.trainedRow(history)
+	if !trained {
+		return 0, false
+	}
+	for _, h := range history {
+		if j, ok := a.index[h.Book]; ok && !s.excluded[j] {
+			return 0, false
+		}
+	}
+	for _, j := range a.ReaderLists[row*blendCandidates : (row+1)*blendCandidates] {
+		if j >= 0 && s.excluded[j] {
+			return 0, false
+		}
+	}
+	return row, true
+}
+
+// rank scores the books for history into s and returns the best n that s does not exclude, best
+// first, with their scores.
+func (a *Artifact) rank(s *scratch, history []Interaction, n int) ([]int32, []float32) {
 	s.top = newTopK(n)
 	var top float32 // the highest neighbour score
 	if a.Neighbors != nil {
@@ -302,17 +373,7 @@ func (a *Artifact) Recommend(history []Interaction, exclude []string, n int) []R
 			}
 		}
 	}
-	idx, score := s.top.sorted()
-	out := make([]Rec, 0, n)
-	for k, j := range idx {
-		r := Rec{Book: a.Books[j], Score: score[k]}
-		if s.acc[j] > 0 {
-			r.Because = a.Books[s.because[j]]
-		}
-		out = append(out, r)
-	}
-	s.reset()
-	return out
+	return s.top.sorted()
 }
 
 // blendCandidates is how many of the books the neighbours reach, best first, iALS rescores. The
@@ -322,18 +383,10 @@ const blendCandidates = 100
 
 // blendALS replaces the neighbour scores of the blendCandidates best reached books (those not
 // excluded) with the blend of it and the book's iALS score, each scaled to its maximum over
-// them, and drops the other reached books. For a reader whose history is the one trained on, the
-// candidates and their iALS scores were computed at training (cacheCandidates), and only looked up.
+// them, and drops the other reached books.
 func (a *Artifact) blendALS(s *scratch, history []Interaction, top float32) {
 	idx, acc := a.candidates(s)
-	row, trained := a.trainedRow(history)
-	var cands []int32 // none for a search's candidate, whose readers' candidates are not cached
-	var cached []float32
-	if trained && a.ReaderCands != nil {
-		cands = a.ReaderCands[row*blendCandidates : (row+1)*blendCandidates]
-		cached = a.ReaderDots[row*blendCandidates : (row+1)*blendCandidates]
-	}
-	var x []float32
+	x := a.readerFactors(history)
 	f := a.ALS.P.Factors
 	if cap(s.dots) < len(idx) {
 		s.dots = make([]float32, len(idx))
@@ -341,14 +394,7 @@ func (a *Artifact) blendALS(s *scratch, history []Interaction, top float32) {
 	dots := s.dots[:len(idx)]
 	var best float32
 	for k, j := range idx {
-		if k < len(cands) && cands[k] == j {
-			dots[k] = cached[k]
-		} else {
-			if x == nil {
-				x = a.readerFactors(row, trained, history)
-			}
-			dots[k] = dot(a.ALS.Y[int(j)*f:int(j+1)*f], x)
-		}
+		dots[k] = dot(a.ALS.Y[int(j)*f:int(j+1)*f], x)
 		best = max(best, dots[k])
 	}
 	for _, j := range s.touched {
@@ -365,16 +411,18 @@ func (a *Artifact) blendALS(s *scratch, history []Interaction, top float32) {
 	}
 }
 
-// cacheCandidates computes, for every training reader, the candidates blendALS would rescore and
-// their iALS scores, so that serving a reader whose history is unchanged costs no dot product.
-// inter is sorted by reader.
-func (a *Artifact) cacheCandidates(inter []Interaction) {
+// cacheLists makes, for every training reader, the list Recommend would make from their trained
+// history (ReaderLists), so that serving a reader whose history is unchanged costs no scoring.
+// inter is sorted by reader. Only a blend without a popularity prior keeps lists: its list is at
+// most blendCandidates long, where a prior scores every book.
+func (a *Artifact) cacheLists(inter []Interaction) {
 	rows := len(a.ReaderHistory)
-	a.ReaderCands = make([]int32, rows*blendCandidates)
-	for i := range a.ReaderCands {
-		a.ReaderCands[i] = -1
+	a.ReaderLists = make([]int32, rows*blendCandidates)
+	for i := range a.ReaderLists {
+		a.ReaderLists[i] = -1
 	}
-	a.ReaderDots = make([]float32, rows*blendCandidates)
+	a.ReaderScores = make([]float32, rows*blendCandidates)
+	a.ReaderBecause = make([]int32, rows*blendCandidates)
 	var spans [][]Interaction // each reader's interactions
 	for i := 0; i < len(inter); {
 		j := i
@@ -389,7 +437,6 @@ func (a *Artifact) cacheCandidates(inter []Interaction) {
 	for w := range workers {
 		wg.Go(func() {
 			s := a.newScratch()
-			f := a.ALS.P.Factors
 			for i := w; i < len(spans); i += workers {
 				history := spans[i]
 				row, ok := a.trainedRow(history)
@@ -401,13 +448,10 @@ func (a *Artifact) cacheCandidates(inter []Interaction) {
 						s.exclude(j)
 					}
 				}
-				if a.accumulate(s, history) > 0 {
-					idx, _ := a.candidates(s)
-					x := a.ReaderFactors[row*f : (row+1)*f]
-					for k, j := range idx {
-						a.ReaderCands[row*blendCandidates+k] = j
-						a.ReaderDots[row*blendCandidates+k] = dot(a.ALS.Y[int(j)*f:int(j+1)*f], x)
-					}
+				idx, score := a.rank(s, history, blendCandidates)
+				at := row * blendCandidates
+				for k, j := range idx {
+					a.ReaderLists[at+k], a.ReaderScores[at+k], a.ReaderBecause[at+k] = j, score[k], s.because[j]
 				}
 				s.reset()
 			}
@@ -417,15 +461,23 @@ func (a *Artifact) cacheCandidates(inter []Interaction) {
 }
 
 // accumulate adds each history book's neighbours, weighted, into s and returns the highest score.
+// The history is taken in the order of its books' indices, so that the float sums, and so the
+// list, do not depend on the order the caller holds it in (state, training, evaluation).
 func (a *Artifact) accumulate(s *scratch, history []Interaction) (top float32) {
+	s.history = s.history[:0]
 	for _, h := range history {
-		i, ok := a.index[h.Book]
-		if !ok {
-			continue
+		if i, ok := a.index[h.Book]; ok {
+			s.history = append(s.history, weighted{i, h.Weight})
 		}
+	}
+	slices.SortFunc(s.history, func(x, y weighted) int {
+		return cmp.Or(cmp.Compare(x.book, y.book), cmp.Compare(x.weight, y.weight))
+	})
+	for _, h := range s.history {
+		i := h.book
 		nb, sim := a.Neighbors.Similar(int(i))
 		for k, j := range nb {
-			c := h.Weight * sim[k]
+			c := h.weight * sim[k]
 			if s.acc[j] == 0 && s.best[j] == 0 {
 				s.touched = append(s.touched, j)
 				s.best[j] = -1

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -266,17 +267,32 @@ func TestBlendFollowsNewEvents(t *testing.T) {
 	if _, ok := a.trainedRow(history); !ok {
 		t.Fatal("the reader's history is the one trained on, but it was not recognised")
 	}
-	// The candidates and iALS scores cached at training give the list that computing them gives.
-	list := func() string { return fmt.Sprint(a.Recommend(history, historyBooks(history), 10)) }
-	cached, saved := list(), a.ReaderCands
-	a.ReaderCands = make([]int32, len(saved))
-	for i := range a.ReaderCands {
-		a.ReaderCands[i] = -1
+	// The lists made at training are the lists that making them at request time gives, for every
+	// trained reader and length, and when the request leaves out one of the list's books too.
+	byReader := ByReader(inter)
+	lists := func(fromCache bool) string {
+		saved := a.ReaderLists
+		if !fromCache {
+			a.ReaderLists = nil
+		}
+		defer func() { a.ReaderLists = saved }()
+		var out strings.Builder
+		for u := range 600 {
+			h := byReader[fmt.Sprint("u", u)]
+			for _, n := range []int{1, 10, blendCandidates} {
+				fmt.Fprintln(&out, a.Recommend(h, historyBooks(h), n))
+			}
+			first := a.Recommend(h, historyBooks(h), 1)
+			fmt.Fprintln(&out, a.Recommend(h, append(historyBooks(h), first[0].Book), 10))
+		}
+		return out.String()
 	}
-	if fresh := list(); fresh != cached {
-		t.Fatalf("cached candidates gave %s, computing them %s", cached, fresh)
+	cached, made := strings.Split(lists(true), "\n"), strings.Split(lists(false), "\n")
+	for i := range made {
+		if cached[i] != made[i] {
+			t.Fatalf("line %d: the list made at training differs from the one made at request time:\n%s\n%s", i, cached[i], made[i])
+		}
 	}
-	a.ReaderCands = saved
 	// They now read ten books of taste 3: the list must follow without retraining.
 	for b := 75; b < 85; b++ {
 		history = append(history, Interaction{Reader: "u0", Book: fmt.Sprint("b", b), Weight: 1, At: 100})
