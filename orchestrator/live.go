@@ -79,7 +79,7 @@ func (c *Controller) Step(ctx context.Context, now time.Time) (int, error) {
 	}
 	note := fmt.Sprintf("role %s: %d → %d replicas (policy %s; load %.4g, %d ready)", c.Role, current, desired, c.Policy.Name(), demand, st.ReadyReplicas)
 	if pr, ok := c.Policy.(*Predictive); ok {
-		note += fmt.Sprintf("; reactive %d, proactive %d from an upper forecast of %.4g", pr.Last.Reactive, pr.Last.Proactive, pr.Last.Upper)
+		note += fmt.Sprintf("; reactive %d, proactive %d from an upper forecast of %.4g (quantile %.2g)", pr.Last.Reactive, pr.Last.Proactive, pr.Last.Upper, pr.Last.Quantile)
 	}
 	c.Logger.Info("scaled", "pipeline", c.Pipeline.String(), "role", c.Role, "from", current, "to", desired, "load", demand, "policy", c.Policy.Name())
 	return desired, record(ctx, c.Client, &p, "Scaled", "Scale", note)

@@ -2,6 +2,7 @@ package orchestrator_test
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -111,13 +112,54 @@ func TestPredictiveBeatsHPAOnARecurringRamp(t *testing.T) {
 	trace := daily()
 	c := orchestrator.DefaultCapacity(trace)
 	hpa := orchestrator.Replay("daily", trace, c, orchestrator.NewHPA(c))
-	pred := orchestrator.Replay("daily", trace, c, orchestrator.NewPredictive(c, orchestrator.DefaultQuantile))
-	t.Logf("hpa %+v\npredictive %+v", hpa, pred)
+	pred := orchestrator.Replay("daily", trace, c, orchestrator.NewPredictive(c, orchestrator.DefaultQuantile, orchestrator.DefaultBudget))
+	t.Logf("hpa %s\npredictive %s", summary(hpa), summary(pred))
 	if pred.SLOViolationMinutes > 0.7*hpa.SLOViolationMinutes {
 		t.Errorf("predictive %v violation minutes, HPA %v: want at least 30%% fewer", pred.SLOViolationMinutes, hpa.SLOViolationMinutes)
 	}
 	if pred.ReplicaHours > 1.05*hpa.ReplicaHours {
 		t.Errorf("predictive %v replica-hours, HPA %v: want at most 5%% more", pred.ReplicaHours, hpa.ReplicaHours)
+	}
+}
+
+func summary(r orchestrator.Result) string {
+	return fmt.Sprintf("%v violation minutes, %v replica-hours, %d scale actions", r.SLOViolationMinutes, r.ReplicaHours, r.ScaleActions)
+}
+
+// noisy is two weeks of a load that jumps between levels at random within a daily rhythm: a
+// forecast's interval of it is wide, and provisioning for its upper end costs many replica-hours.
+func noisy() []orchestrator.Sample {
+	rng := rand.New(rand.NewPCG(9, 10))
+	var out []orchestrator.Sample
+	level := 1.0
+	for m := range 14 * 1440 {
+		if rng.IntN(30) == 0 {
+			level = 0.3 + 1.4*rng.Float64()
+		}
+		x := float64(m%1440) / 1440 * 2 * math.Pi
+		v := (50 + 30*math.Sin(x)) * level * (1 + 0.15*rng.NormFloat64())
+		out = append(out, orchestrator.Sample{Time: at(m), Value: math.Max(0, v)})
+	}
+	return out
+}
+
+// The budget holds the predictive policy's replica-hours to at most 5% over the HPA's on a load
+// where its top quantile would cost far more, and it still has fewer violation minutes.
+func TestPredictiveKeepsToItsBudget(t *testing.T) {
+	trace := noisy()
+	c := orchestrator.DefaultCapacity(trace)
+	hpa := orchestrator.Replay("noisy", trace, c, orchestrator.NewHPA(c))
+	free := orchestrator.Replay("noisy", trace, c, orchestrator.NewPredictive(c, orchestrator.DefaultQuantile, -1))
+	held := orchestrator.Replay("noisy", trace, c, orchestrator.NewPredictive(c, orchestrator.DefaultQuantile, 0.05))
+	t.Logf("hpa %s\nwithout a budget %s\nwith 5%% %s", summary(hpa), summary(free), summary(held))
+	if free.ReplicaHours <= 1.05*hpa.ReplicaHours {
+		t.Fatalf("without a budget the policy spent %v replica-hours against the HPA's %v: the load does not test the budget", free.ReplicaHours, hpa.ReplicaHours)
+	}
+	if held.ReplicaHours > 1.05*hpa.ReplicaHours {
+		t.Errorf("with a 5%% budget the policy spent %v replica-hours, the HPA %v", held.ReplicaHours, hpa.ReplicaHours)
+	}
+	if held.SLOViolationMinutes >= hpa.SLOViolationMinutes {
+		t.Errorf("with a 5%% budget %v violation minutes, the HPA %v: want fewer", held.SLOViolationMinutes, hpa.SLOViolationMinutes)
 	}
 }
 

@@ -116,16 +116,31 @@ func (k *KEDA) Desired(o Observation) int {
 
 // Predictive scales to the larger of the reactive need now (the HPA's recommendation, same
 // target and tolerance) and the proactive need: enough replicas, at full utilisation, for the
-// Quantile upper forecast of demand over every step until a replica asked for now is ready. The
+// upper forecast of demand over every step until a replica asked for now is ready. The
 // forecast's interval is the proactive margin, so it is not taken again as utilisation headroom.
 // Scale-down waits as the HPA's does. Until the forecaster has a day of history it is the HPA.
+//
+// How far up the forecast's interval it provisions is held to a budget: the replica-hours it may
+// spend over the HPA's, as a fraction of those. Beside its own decisions it runs what-ifs on the
+// same observations, their replicas simulated with the capacity model: the HPA, and this policy
+// at each of a few quantiles. Each interval it provisions for the highest quantile whose what-if
+// held, over the last day, at most Budget more replica-hours than the HPA's what-if. On a load
+// whose rises a forecast sees, the interval is narrow and the top quantile fits the budget; on a
+// noisy one it is wide, and the policy provisions for a lower quantile, or, when none fits, is
+// the HPA. The budget is what a platform pays for scaling ahead, known before a trace is seen.
 type Predictive struct {
-	Cap      Capacity
+	Cap Capacity
+	// Quantile is the highest upper-forecast quantile the policy provisions for.
 	Quantile float64
-	hpa      *HPA
-	model    *forecast.Forecaster
-	steps    int // startup in observation steps, at least 1
-	stab     stabiliser
+	// Budget is the extra replica-hours over the HPA's allowed, as a fraction (0.05: 5% more);
+	// negative for no budget (always Quantile).
+	Budget  float64
+	hpa     *HPA
+	model   *forecast.Forecaster
+	steps   int // startup in observation steps, at least 1
+	stab    stabiliser
+	day     int       // observations in a day
+	whatIfs []*whatIf // the HPA first, then each quantile the budget chooses from, ascending
 	// Last is the most recent decision and what it was made from, for the record.
 	Last Decision
 }
@@ -133,15 +148,17 @@ type Predictive struct {
 // Decision is one predictive decision with its inputs.
 type Decision struct {
 	Reactive, Proactive, Desired int
-	// Forecast and Upper are the highest mean and upper forecasts over the startup window.
-	Forecast, Upper float64
+	// Forecast and Upper are the highest mean and upper forecasts over the startup window, the
+	// upper one at Quantile, which the budget chose (−1: none, the HPA alone).
+	Forecast, Upper, Quantile float64
 }
 
 // NewPredictive makes the predictive policy; its forecaster learns from every observation, with
 // the day, week, bins and shift detection of forecast.Default scaled to the interval.
-func NewPredictive(c Capacity, quantile float64) *Predictive {
+func NewPredictive(c Capacity, quantile, budget float64) *Predictive {
 	model, steps := newForecaster(c)
-	return &Predictive{Cap: c, Quantile: quantile, hpa: NewHPA(c), model: model, steps: steps}
+	day := int((24 * time.Hour) / c.Interval)
+	return &Predictive{Cap: c, Quantile: quantile, Budget: budget, hpa: NewHPA(c), model: model, steps: steps, day: day}
 }
 
 // newForecaster is the predictive policy's forecaster for a capacity model, and how many
@@ -160,19 +177,102 @@ func (p *Predictive) Name() string { return "predictive" }
 
 func (p *Predictive) Desired(o Observation) int {
 	p.model.Observe(o.Demand)
-	d := Decision{Reactive: hpaRecommendation(p.Cap, p.hpa.Tolerance, o, o.Demand)}
+	d := Decision{Reactive: hpaRecommendation(p.Cap, p.hpa.Tolerance, o, o.Demand), Quantile: p.Quantile}
 	if p.model.Ready() {
 		// Replicas asked for now serve from now + startup; until then only those there are can.
 		// One step more: the next decision cannot add for that step in time.
 		for h := 1; h <= p.steps+1; h++ {
 			d.Forecast = max(d.Forecast, p.model.Forecast(h))
-			d.Upper = max(d.Upper, p.model.Upper(h, p.Quantile))
 		}
-		d.Proactive = int(math.Ceil(d.Upper / p.Cap.PerReplica))
+		if p.Budget >= 0 {
+			d.Quantile = p.budgeted(o)
+		}
+		if d.Quantile >= 0 {
+			d.Proactive, d.Upper = p.proactive(d.Quantile)
+		}
 	}
 	d.Desired = p.stab.scaleDown(o.Time, p.hpa.Window, max(d.Reactive, d.Proactive), o.Current)
 	p.Last = d
 	return d.Desired
+}
+
+// proactive is the replicas that serve the q-upper forecast over the startup window at full
+// utilisation, and the highest of that forecast.
+func (p *Predictive) proactive(q float64) (int, float64) {
+	var upper float64
+	for h := 1; h <= p.steps+1; h++ {
+		upper = max(upper, p.model.Upper(h, q))
+	}
+	return int(math.Ceil(upper / p.Cap.PerReplica)), upper
+}
+
+// budgetQuantiles are the quantiles the budget chooses from, besides Quantile.
+var budgetQuantiles = []float64{0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8}
+
+// budgeted moves every what-if on by one observation and returns the highest quantile, up to
+// Quantile, whose what-if cost at most Budget more replica-hours over the last day than the HPA's.
+// None does on a day when even the lowest costs more: then the policy is the HPA.
+func (p *Predictive) budgeted(o Observation) float64 {
+	if p.whatIfs == nil {
+		p.whatIfs = append(p.whatIfs, newWhatIf(p, o, -1)) // the HPA: no proactive need
+		for _, q := range budgetQuantiles {
+			if q < p.Quantile {
+				p.whatIfs = append(p.whatIfs, newWhatIf(p, o, q))
+			}
+		}
+		p.whatIfs = append(p.whatIfs, newWhatIf(p, o, p.Quantile))
+	}
+	best := -1.0
+	for _, w := range p.whatIfs {
+		proactive := 0
+		if w.q >= 0 {
+			proactive, _ = p.proactive(w.q)
+		}
+		w.step(p, o, proactive)
+		if w.hours.sum <= (1+p.Budget)*p.whatIfs[0].hours.sum {
+			best = w.q
+		}
+	}
+	return best
+}
+
+// whatIf is the predictive policy as it would have run at one quantile (or the HPA, q < 0) on the
+// same observations, its replicas simulated with the capacity model, and its replica count over
+// the last day.
+type whatIf struct {
+	q        float64
+	replicas *replicaSet
+	stab     stabiliser
+	hours    window
+}
+
+func newWhatIf(p *Predictive, o Observation, q float64) *whatIf {
+	w := &whatIf{q: q, replicas: newReplicaSet(p.Cap, o.Time), hours: newWindow(p.day)}
+	w.replicas.scale(o.Time, o.Current) // it starts where the role is
+	return w
+}
+
+func (w *whatIf) step(p *Predictive, o Observation, proactive int) {
+	ready, current := w.replicas.ready(o.Time), w.replicas.count()
+	w.hours.add(float64(current))
+	mine := Observation{Time: o.Time, Demand: o.Demand, Ready: ready, Current: current, Lag: o.Lag}
+	reactive := hpaRecommendation(p.Cap, p.hpa.Tolerance, mine, o.Demand)
+	w.replicas.scale(o.Time, w.stab.scaleDown(o.Time, p.hpa.Window, max(reactive, proactive), current))
+}
+
+// window is a sum over the last n values.
+type window struct {
+	vals []float64
+	next int
+	sum  float64
+}
+
+func newWindow(n int) window { return window{vals: make([]float64, max(1, n))} }
+
+func (w *window) add(v float64) {
+	w.sum += v - w.vals[w.next]
+	w.vals[w.next] = v
+	w.next = (w.next + 1) % len(w.vals)
 }
 
 // stabiliser holds scale-down: the result is the highest recommendation within the window

@@ -110,44 +110,75 @@ type Step struct {
 // they are and counts nothing.
 func Replay(name string, trace []Sample, c Capacity, policy Policy) Result {
 	res := Result{Policy: policy.Name(), Trace: name}
-	var readyAt []time.Time // one per replica, ascending
-	for range c.Min {
-		readyAt = append(readyAt, trace[0].Time)
-	}
+	replicas := newReplicaSet(c, trace[0].Time)
 	lag := 0.0
 	step := c.Interval
 	for i, s := range trace {
 		if i > 0 {
 			step = min(s.Time.Sub(trace[i-1].Time), c.Interval)
 		}
-		ready := 0
-		for _, t := range readyAt {
-			if !t.After(s.Time) {
-				ready++
-			}
-		}
+		ready := replicas.ready(s.Time)
 		capacity := float64(ready) * c.PerReplica
 		res.Steps = append(res.Steps, Step{s.Time, s.Value, capacity})
 		if s.Value > capacity {
 			res.SLOViolationMinutes += step.Minutes()
 		}
 		lag = max(0, lag+(s.Value-capacity)*step.Seconds())
-		res.ReplicaHours += float64(len(readyAt)) * step.Hours()
-
-		want := policy.Desired(Observation{Time: s.Time, Demand: s.Value, Ready: ready, Current: len(readyAt), Lag: lag})
-		want = min(max(want, c.Min), c.Max)
-		if want == len(readyAt) {
-			continue
+		res.ReplicaHours += float64(replicas.count()) * step.Hours()
+		if replicas.scale(s.Time, policy.Desired(Observation{Time: s.Time, Demand: s.Value, Ready: ready, Current: replicas.count(), Lag: lag})) {
+			res.ScaleActions++
 		}
-		res.ScaleActions++
-		for len(readyAt) < want {
-			readyAt = append(readyAt, s.Time.Add(c.Startup))
-		}
-		readyAt = readyAt[:want] // the newest (latest ready) go first
 	}
 	res.SLOViolationMinutes = math.Round(res.SLOViolationMinutes*100) / 100
 	res.ReplicaHours = math.Round(res.ReplicaHours*100) / 100
 	return res
+}
+
+// replicaSet is the capacity model's replicas: each is ready Startup after it was asked for.
+type replicaSet struct {
+	c       Capacity
+	readyAt []time.Time // one per replica, ascending
+}
+
+// newReplicaSet starts with the fewest replicas, ready at start.
+func newReplicaSet(c Capacity, start time.Time) *replicaSet {
+	r := &replicaSet{c: c}
+	for range c.Min {
+		r.readyAt = append(r.readyAt, start)
+	}
+	return r
+}
+
+// ready counts the replicas ready at now.
+func (r *replicaSet) ready(now time.Time) int {
+	n := 0
+	for _, t := range r.readyAt {
+		if !t.After(now) {
+			n++
+		}
+	}
+	return n
+}
+
+// count is every replica, starting ones included.
+func (r *replicaSet) count() int { return len(r.readyAt) }
+
+// scale moves to want replicas within the bounds (no upper one when Max is 0, as the live
+// orchestrator leaves them to the operator), starting new ones at now or letting the newest go,
+// and reports whether the count changed.
+func (r *replicaSet) scale(now time.Time, want int) bool {
+	want = max(want, r.c.Min)
+	if r.c.Max > 0 {
+		want = min(want, r.c.Max)
+	}
+	if want == len(r.readyAt) {
+		return false
+	}
+	for len(r.readyAt) < want {
+		r.readyAt = append(r.readyAt, now.Add(r.c.Startup))
+	}
+	r.readyAt = r.readyAt[:want] // the newest (latest ready) go first
+	return true
 }
 
 // NewPolicy makes a policy by name: hpa, keda or predictive.
@@ -158,10 +189,13 @@ func NewPolicy(name string, c Capacity) (Policy, error) {
 	case "keda":
 		return NewKEDA(c), nil
 	case "predictive":
-		return NewPredictive(c, DefaultQuantile), nil
+		return NewPredictive(c, DefaultQuantile, DefaultBudget), nil
 	}
 	return nil, fmt.Errorf("policy %q: want hpa, keda or predictive", name)
 }
 
-// DefaultQuantile is the upper forecast quantile the predictive policy provisions for.
+// DefaultQuantile is the highest upper forecast quantile the predictive policy provisions for.
 const DefaultQuantile = 0.9
+
+// DefaultBudget is the replica-hours the predictive policy may spend over the HPA's: 5% more.
+const DefaultBudget = 0.05

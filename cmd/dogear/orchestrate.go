@@ -40,6 +40,8 @@ func orchestrateCmd(args []string) error {
 	return errors.New(use)
 }
 
+const budgetUsage = "replica-hours the predictive policy may spend over what the HPA would, as a fraction (0.05: 5% more; negative: no budget)"
+
 func replayCmd(args []string) error {
 	fs := newFlags("orchestrate replay", "Replay a load trace (CSV ts,value) against the capacity model under a scaling policy, and print one JSON result")
 	tracePath := fs.String("trace", "", "the trace: CSV of Unix seconds and load")
@@ -49,7 +51,8 @@ func replayCmd(args []string) error {
 	target := fs.Float64("target", 0.7, "target utilisation of every policy")
 	minR := fs.Int("min", 1, "fewest replicas")
 	maxR := fs.Int("max", 100, "most replicas")
-	quantile := fs.Float64("quantile", orchestrator.DefaultQuantile, "upper forecast quantile the predictive policy provisions for")
+	quantile := fs.Float64("quantile", orchestrator.DefaultQuantile, "highest upper forecast quantile the predictive policy provisions for")
+	budget := fs.Float64("budget", orchestrator.DefaultBudget, budgetUsage)
 	plotPath := fs.String("plot", "", "also draw one day of this policy and the HPA (demand and ready capacity) to this file (.svg, .png or .pdf)")
 	plotForecast := fs.String("plot-forecast", "", "also draw one day of the trace beside the predictive policy's forecasts of it, made a startup ahead, to this file")
 	plotDay := fs.Int("plot-day", 2, "which day of the trace to draw (--plot, --plot-forecast), from 0")
@@ -79,7 +82,7 @@ func replayCmd(args []string) error {
 	}
 	name := filepath.Base(*tracePath)
 	if pr, ok := p.(*orchestrator.Predictive); ok {
-		pr.Quantile = *quantile
+		pr.Quantile, pr.Budget = *quantile, *budget
 	}
 	res := orchestrator.Replay(name, trace, c, p)
 	plotFrom := trace[0].Time.Add(time.Duration(*plotDay) * 24 * time.Hour)
@@ -112,6 +115,7 @@ func orchestrateRunCmd(args []string) error {
 	startup := fs.Duration("startup", 5*time.Minute, "time from a replica's creation to its readiness")
 	target := fs.Float64("target", 0.7, "target utilisation")
 	interval := fs.Duration("interval", time.Minute, "time between decisions")
+	budget := fs.Float64("budget", orchestrator.DefaultBudget, budgetUsage)
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -135,6 +139,9 @@ func orchestrateRunCmd(args []string) error {
 	p, err := orchestrator.NewPolicy(*policy, c)
 	if err != nil {
 		return err
+	}
+	if pr, ok := p.(*orchestrator.Predictive); ok {
+		pr.Budget = *budget
 	}
 	cl, err := kubeClient()
 	if err != nil {
