@@ -19,7 +19,8 @@ var errCorrupt = errors.New("corrupt record")
 
 type encoder struct{ b []byte }
 
-func newEncoder() *encoder         { return &encoder{b: []byte{codecVersion}} }
+// newEncoder starts a record with room for most records, so that encoding one grows no buffer.
+func newEncoder() *encoder         { return &encoder{b: append(make([]byte, 0, 96), codecVersion)} }
 func (e *encoder) int(v int64)     { e.b = binary.AppendVarint(e.b, v) }
 func (e *encoder) float(v float64) { e.b = binary.LittleEndian.AppendUint64(e.b, math.Float64bits(v)) }
 func (e *encoder) str(s string) {

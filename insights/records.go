@@ -116,7 +116,7 @@ const (
 const sep = "\x00"
 
 func readerPrefix(reader string) []byte { return []byte("r" + sep + reader + sep) }
-func metaKey(reader string) []byte      { return append(readerPrefix(reader), 'm') }
+func metaKey(reader string) []byte      { return []byte("r" + sep + reader + sep + "m") }
 func readerBookKey(reader, book string) []byte {
 	return []byte("r" + sep + reader + sep + "b" + sep + book)
 }
@@ -128,10 +128,12 @@ func bookReadersPrefix(book string) []byte { return []byte("b" + sep + book + se
 func seenKey(reader, id string) []byte     { return []byte("r" + sep + reader + sep + "e" + sep + id) }
 func slotsPrefix(reader string) []byte     { return []byte("r" + sep + reader + sep + "t" + sep) }
 func slotKey(reader string, slot int64) []byte {
-	return binary.BigEndian.AppendUint64(slotsPrefix(reader), uint64(slot))
+	k := append(make([]byte, 0, len(reader)+13), "r"+sep+reader+sep+"t"+sep...)
+	return binary.BigEndian.AppendUint64(k, uint64(slot))
 }
 func pageKey(reader, book string, page int) []byte {
-	return binary.BigEndian.AppendUint32([]byte("r"+sep+reader+sep+"p"+sep+book+sep), uint32(page))
+	k := append(make([]byte, 0, len(reader)+len(book)+10), "r"+sep+reader+sep+"p"+sep+book+sep...)
+	return binary.BigEndian.AppendUint32(k, uint32(page))
 }
 func highlightsPrefix(book string) []byte { return []byte("b" + sep + book + sep + "h" + sep) }
 func highlightKey(book, hash, reader string) []byte {

@@ -72,9 +72,15 @@ var ErrStop = errors.New("stop scan")
 // Writes is an ordered set of puts and deletes. A later write to the same key replaces an earlier
 // one. The zero value is ready to use.
 type Writes struct {
-	ops     map[string]*[]byte // nil pointer = delete
+	ops     map[string]write
 	order   []string
 	durable bool
+}
+
+// write is one pending write, held in the map by value so that a put allocates nothing for it.
+type write struct {
+	value   []byte
+	deleted bool
 }
 
 // MustBeDurable asks Commit not to return before the writes would survive a crash of the
@@ -86,14 +92,14 @@ func (w *Writes) MustBeDurable() { w.durable = true }
 func (w *Writes) Durable() bool { return w.durable }
 
 // Put sets key to value.
-func (w *Writes) Put(key, value []byte) { w.set(string(key), &value) }
+func (w *Writes) Put(key, value []byte) { w.set(string(key), write{value: value}) }
 
 // Delete removes key.
-func (w *Writes) Delete(key []byte) { w.set(string(key), nil) }
+func (w *Writes) Delete(key []byte) { w.set(string(key), write{deleted: true}) }
 
-func (w *Writes) set(k string, v *[]byte) {
+func (w *Writes) set(k string, v write) {
 	if w.ops == nil {
-		w.ops = make(map[string]*[]byte)
+		w.ops = make(map[string]write)
 	}
 	if _, ok := w.ops[k]; !ok {
 		w.order = append(w.order, k)
@@ -105,26 +111,14 @@ func (w *Writes) set(k string, v *[]byte) {
 // is a delete. Processors read their own pending writes through it before the store.
 func (w *Writes) Lookup(key []byte) (value []byte, found, deleted bool) {
 	v, ok := w.ops[string(key)]
-	if !ok {
-		return nil, false, false
-	}
-	if v == nil {
-		return nil, true, true
-	}
-	return *v, true, false
+	return v.value, ok, v.deleted
 }
 
 // Each calls fn for each write in first-write order; value is nil for a delete.
 func (w *Writes) Each(fn func(key string, value []byte, del bool) error) error {
 	for _, k := range w.order {
 		v := w.ops[k]
-		var err error
-		if v == nil {
-			err = fn(k, nil, true)
-		} else {
-			err = fn(k, *v, false)
-		}
-		if err != nil {
+		if err := fn(k, v.value, v.deleted); err != nil {
 			return err
 		}
 	}
