@@ -122,6 +122,7 @@ func TestPredictiveBeatsHPAOnARecurringRamp(t *testing.T) {
 	}
 }
 
+// summary is a replay result without its steps, for the log.
 func summary(r orchestrator.Result) string {
 	return fmt.Sprintf("%v violation minutes, %v replica-hours, %d scale actions", r.SLOViolationMinutes, r.ReplicaHours, r.ScaleActions)
 }

@@ -92,8 +92,8 @@ type alsCache struct {
 	factors int
 	als     *ALS
 	x       []float32
-	// trial: the artifacts are a search's candidates, never served, so their readers' candidates
-	// are not cached (cacheCandidates costs seconds on a large catalogue).
+	// trial: the artifacts are a search's candidates, never served, so their readers' lists are
+	// not made (cacheLists costs seconds on a large catalogue).
 	trial bool
 }
 
