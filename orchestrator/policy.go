@@ -124,7 +124,8 @@ func (k *KEDA) Desired(o Observation) int {
 // spend over the HPA's, as a fraction of those. Beside its own decisions it runs what-ifs on the
 // same observations, their replicas simulated with the capacity model: the HPA, and this policy
 // at each of a few quantiles. Each interval it provisions for the highest quantile whose what-if
-// held, over the last day, at most Budget more replica-hours than the HPA's what-if. On a load
+// held, over the last day, at most Budget more replica-hours than the HPA's what-if, corrected by
+// what its own replicas spent against that over the day. On a load
 // whose rises a forecast sees, the interval is narrow and the top quantile fits the budget; on a
 // noisy one it is wide, and the policy provisions for a lower quantile, or, when none fits, is
 // the HPA. The budget is what a platform pays for scaling ahead, known before a trace is seen.
@@ -141,6 +142,7 @@ type Predictive struct {
 	stab    stabiliser
 	day     int       // observations in a day
 	whatIfs []*whatIf // the HPA first, then each quantile the budget chooses from, ascending
+	own     window    // the policy's own replicas over the last day
 	// Last is the most recent decision and what it was made from, for the record.
 	Last Decision
 }
@@ -158,7 +160,7 @@ type Decision struct {
 func NewPredictive(c Capacity, quantile, budget float64) *Predictive {
 	model, steps := newForecaster(c)
 	day := int((24 * time.Hour) / c.Interval)
-	return &Predictive{Cap: c, Quantile: quantile, Budget: budget, hpa: NewHPA(c), model: model, steps: steps, day: day}
+	return &Predictive{Cap: c, Quantile: quantile, Budget: budget, hpa: NewHPA(c), model: model, steps: steps, day: day, own: newWindow(day)}
 }
 
 // newForecaster is the predictive policy's forecaster for a capacity model, and how many
@@ -210,8 +212,10 @@ func (p *Predictive) proactive(q float64) (int, float64) {
 var budgetQuantiles = []float64{0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8}
 
 // budgeted moves every what-if on by one observation and returns the highest quantile, up to
-// Quantile, whose what-if cost at most Budget more replica-hours over the last day than the HPA's.
-// None does on a day when even the lowest costs more: then the policy is the HPA.
+// Quantile, whose what-if's replica-hours over the last day fit what the budget allows: Budget
+// more than the HPA's what-if, plus what the policy's own replicas left of that over the day (or
+// less what they overspent, since the policy moves between quantiles and no what-if is what it
+// did). None fits on a day when even the lowest quantile costs more: then the policy is the HPA.
 func (p *Predictive) budgeted(o Observation) float64 {
 	if p.whatIfs == nil {
 		p.whatIfs = append(p.whatIfs, newWhatIf(p, o, -1)) // the HPA: no proactive need
@@ -222,14 +226,19 @@ func (p *Predictive) budgeted(o Observation) float64 {
 		}
 		p.whatIfs = append(p.whatIfs, newWhatIf(p, o, p.Quantile))
 	}
-	best := -1.0
+	p.own.add(float64(o.Current))
 	for _, w := range p.whatIfs {
 		proactive := 0
 		if w.q >= 0 {
 			proactive, _ = p.proactive(w.q)
 		}
 		w.step(p, o, proactive)
-		if w.hours.sum <= (1+p.Budget)*p.whatIfs[0].hours.sum {
+	}
+	allowed := (1 + p.Budget) * p.whatIfs[0].hours.sum
+	allowed += allowed - p.own.sum // what the policy itself left unspent, or overspent
+	best := -1.0
+	for _, w := range p.whatIfs {
+		if w.hours.sum <= allowed {
 			best = w.q
 		}
 	}
