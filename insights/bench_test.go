@@ -11,18 +11,18 @@ import (
 )
 
 // BenchmarkApply folds generated events into a real Pebble store in processor-sized batches:
-// "unique" as a processor over the embedded log does (ApplyUnique), "lookup" as one over Kafka
-// does, looking each id up first (Apply).
+// "unique" as a processor over the embedded log does (Folder.ApplyUnique), "lookup" as one over
+// Kafka does, looking each id up first (Folder.Apply).
 func BenchmarkApply(b *testing.B) {
 	end := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	gen := loadgen.New(loadgen.Config{Readers: 5000, Books: 1000, Seed: 3, Start: end.Add(-60 * 24 * time.Hour), End: end})
 	events := gen.Batch(200_000)
 	for _, c := range []struct {
 		name  string
-		apply func(insights.Tx, *event.Event) error
+		apply func(*insights.Folder, *event.Event) error
 	}{
-		{"unique", func(tx insights.Tx, e *event.Event) error { return insights.ApplyUnique(tx, 0, e) }},
-		{"lookup", func(tx insights.Tx, e *event.Event) error { _, err := insights.Apply(tx, 0, e); return err }},
+		{"unique", (*insights.Folder).ApplyUnique},
+		{"lookup", func(f *insights.Folder, e *event.Event) error { _, err := f.Apply(e); return err }},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			s, err := state.OpenPebble(b.TempDir(), 64<<20)
@@ -31,9 +31,10 @@ func BenchmarkApply(b *testing.B) {
 			}
 			defer s.Close()
 			var w state.Writes
-			t := state.Overlay{Base: s, Writes: &w}
+			f := insights.NewFolder(state.Overlay{Base: s, Writes: &w}, 0)
 			for i := 0; b.Loop(); i++ {
 				if i%2000 == 0 {
+					f.Flush()
 					if err := s.Commit(0, int64(i), &w); err != nil {
 						b.Fatal(err)
 					}
@@ -41,7 +42,7 @@ func BenchmarkApply(b *testing.B) {
 				}
 				e := events[i%len(events)]
 				e.ID += string(rune('a' + i/len(events)%26)) // fresh ids on every pass
-				if err := c.apply(t, &e); err != nil {
+				if err := c.apply(f, &e); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -18,16 +18,99 @@ type Tx interface {
 	Delete(key []byte)
 }
 
+// Folder folds a batch of one partition's events into a Tx. The records nearly every event reads
+// and rewrites (the partition's counts, the reader's record and the reader-book record) stay
+// decoded in it until Flush encodes each changed one into the Tx once. A reader's session arrives
+// as a run of events, and each event used to decode and encode the same records again. Nothing
+// else may read those records from the Tx before Flush.
+type Folder struct {
+	tx        Tx
+	partition int
+	counts    *PartitionCounts
+	metas     map[string]*ReaderMeta
+	books     map[string]*ReaderBook // by reader, separator, book
+	readers   []string               // the metas' keys, in first-use order
+	pairs     []*ReaderBook          // the books' values, in first-use order
+}
+
+// NewFolder starts a batch of partition's events over tx.
+func NewFolder(tx Tx, partition int) *Folder {
+	return &Folder{tx: tx, partition: partition, metas: map[string]*ReaderMeta{}, books: map[string]*ReaderBook{}}
+}
+
 // Apply folds one event into state. It returns false, changing nothing, when the event's id was
 // applied before: mirrored copies and redeliveries count once.
-func Apply(tx Tx, partition int, e *event.Event) (bool, error) {
-	if _, seen, err := tx.Get(seenKey(e.Reader, e.ID)); err != nil || seen {
+func (f *Folder) Apply(e *event.Event) (bool, error) {
+	if _, seen, err := f.tx.Get(seenKey(e.Reader, e.ID)); err != nil || seen {
 		return false, err
 	}
-	if err := ApplyUnique(tx, partition, e); err != nil {
+	if err := f.ApplyUnique(e); err != nil {
 		return false, err
 	}
 	return true, nil
+}
+
+// Flush writes the records the batch changed to the Tx, and starts over.
+func (f *Folder) Flush() {
+	if f.counts != nil {
+		f.tx.Put(countsKey(f.partition), encodeRecord(f.counts))
+	}
+	for _, r := range f.readers {
+		f.tx.Put(metaKey(r), encodeRecord(f.metas[r]))
+	}
+	for _, rb := range f.pairs {
+		v := encodeRecord(rb)
+		f.tx.Put(readerBookKey(rb.Reader, rb.Book), v)
+		f.tx.Put(bookReaderKey(rb.Book, rb.Reader), v)
+	}
+	f.counts = nil
+	clear(f.metas)
+	clear(f.books)
+	f.readers, f.pairs = f.readers[:0], f.pairs[:0]
+}
+
+func (f *Folder) partitionCounts() (*PartitionCounts, error) {
+	if f.counts == nil {
+		f.counts = new(PartitionCounts)
+		if found, err := loadFound(f.tx, countsKey(f.partition), f.counts); err != nil {
+			f.counts = nil
+			return nil, err
+		} else if !found {
+			f.counts.Aggregates = aggregatesBooks // the partition's first event: all its aggregates start complete
+		}
+	}
+	return f.counts, nil
+}
+
+// readerMeta is the reader's record, and whether it existed before this event.
+func (f *Folder) readerMeta(reader string) (*ReaderMeta, bool, error) {
+	if m, ok := f.metas[reader]; ok {
+		return m, true, nil
+	}
+	m := new(ReaderMeta)
+	found, err := loadFound(f.tx, metaKey(reader), m)
+	if err != nil {
+		return nil, false, err
+	}
+	f.metas[reader] = m
+	f.readers = append(f.readers, reader)
+	return m, found, nil
+}
+
+// readerBook is the reader-book record, and whether it existed before this event.
+func (f *Folder) readerBook(reader, book string) (*ReaderBook, bool, error) {
+	k := reader + sep + book
+	if rb, ok := f.books[k]; ok {
+		return rb, true, nil
+	}
+	rb := new(ReaderBook)
+	found, err := loadFound(f.tx, readerBookKey(reader, book), rb)
+	if err != nil {
+		return nil, false, err
+	}
+	f.books[k] = rb
+	f.pairs = append(f.pairs, rb)
+	return rb, found, nil
 }
 
 // ApplyUnique folds one event into state, like Apply, for a caller that knows its id was never
@@ -35,21 +118,19 @@ func Apply(tx Tx, partition int, e *event.Event) (bool, error) {
 // whichever way it was built and a later source with duplicates is deduplicated against it. A
 // processor whose one source is a log that refuses ids it holds (eventlog.Pebble) knows that,
 // since each record of such a log is folded once (state and offset commit together).
-func ApplyUnique(tx Tx, partition int, e *event.Event) error {
+func (f *Folder) ApplyUnique(e *event.Event) error {
+	tx, partition := f.tx, f.partition
 	tx.Put(seenKey(e.Reader, e.ID), nil)
 
-	var counts PartitionCounts
-	if found, err := loadFound(tx, countsKey(partition), &counts); err != nil {
+	counts, err := f.partitionCounts()
+	if err != nil {
 		return err
-	} else if !found {
-		counts.Aggregates = aggregatesBooks // the partition's first event: all its aggregates start complete
 	}
 	counts.Events++
 	at := e.Time.UnixMilli()
 	reading := e.Type.IsReading()
 
-	var meta ReaderMeta
-	found, err := loadFound(tx, metaKey(e.Reader), &meta)
+	meta, found, err := f.readerMeta(e.Reader)
 	if err != nil {
 		return err
 	}
@@ -63,20 +144,16 @@ func ApplyUnique(tx Tx, partition int, e *event.Event) error {
 		meta.TZ, meta.TZAt, meta.TZID = e.TZ, at, e.ID
 	}
 	if e.Type == event.Track {
-		tx.Put(metaKey(e.Reader), encodeRecord(&meta))
-		// Tracking calls count as events and may carry the reader's time zone; nothing else.
-		tx.Put(countsKey(partition), encodeRecord(&counts))
-		return nil
+		return nil // tracking calls count as events and may carry the reader's time zone; nothing else
 	}
 
-	var rb ReaderBook
-	found, err = loadFound(tx, readerBookKey(e.Reader, e.Book), &rb)
+	rb, found, err := f.readerBook(e.Reader, e.Book)
 	if err != nil {
 		return err
 	}
 	var before *ReaderBook // the record as it was, for the book's aggregates; nil when new
 	if found {
-		was := rb
+		was := *rb
 		before = &was
 	} else {
 		counts.ReaderBooks++
@@ -84,14 +161,13 @@ func ApplyUnique(tx Tx, partition int, e *event.Event) error {
 	}
 	if reading {
 		counts.ReadingEvents++
-		if err := applyReading(tx, partition, &rb, &meta, e, at); err != nil {
+		if err := applyReading(tx, partition, rb, meta, e, at); err != nil {
 			return err
 		}
-		if err := markActive(tx, partition, &meta, e.Reader, at); err != nil {
+		if err := markActive(tx, partition, meta, e.Reader, at); err != nil {
 			return err
 		}
 	}
-	tx.Put(metaKey(e.Reader), encodeRecord(&meta))
 	switch e.Type {
 	case event.Rating:
 		if later(at, e.ID, rb.RatedAt, rb.RatingID) {
@@ -104,11 +180,7 @@ func ApplyUnique(tx Tx, partition int, e *event.Event) error {
 	case event.Sample:
 		rb.Sampled = minNonZero(rb.Sampled, at)
 	}
-	v := encodeRecord(&rb)
-	tx.Put(readerBookKey(e.Reader, e.Book), v)
-	tx.Put(bookReaderKey(e.Book, e.Reader), v)
-	tx.Put(countsKey(partition), encodeRecord(&counts))
-	return moveBookShare(tx, partition, e.Reader, before, &rb)
+	return moveBookShare(tx, partition, e.Reader, before, rb)
 }
 
 func applyReading(tx Tx, partition int, rb *ReaderBook, meta *ReaderMeta, e *event.Event, at int64) error {

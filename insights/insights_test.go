@@ -47,17 +47,19 @@ func foldInto(t *testing.T, s state.Store, events []event.Event, rng *rand.Rand)
 		n := 1 + rng.IntN(200)
 		w.Reset()
 		part := eventlog.PartitionFor(events[i].Reader, partitions)
+		f := insights.NewFolder(tx, part)
 		for ; n > 0 && i < len(events); n-- {
 			// Each chunk holds one partition's events, as a processor's batch does.
 			if eventlog.PartitionFor(events[i].Reader, partitions) != part {
 				break
 			}
-			if _, err := insights.Apply(tx, part, &events[i]); err != nil {
+			if _, err := f.Apply(&events[i]); err != nil {
 				t.Fatal(err)
 			}
 			offsets[part]++
 			i++
 		}
+		f.Flush()
 		if err := s.Commit(part, offsets[part], &w); err != nil {
 			t.Fatal(err)
 		}

@@ -23,10 +23,13 @@ func BenchmarkBookQueries(b *testing.B) {
 		}
 		end := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 		writes := make([]state.Writes, parts)
+		folders := make([]*Folder, parts)
+		for p := range parts {
+			folders[p] = NewFolder(state.Overlay{Base: s, Writes: &writes[p]}, p)
+		}
 		for r := range readers {
 			reader := fmt.Sprintf("reader-%07d", r)
 			p := r % parts
-			tx := state.Overlay{Base: s, Writes: &writes[p]}
 			at := end.Add(-time.Duration(r%(60*24)) * time.Hour)
 			evs := []event.Event{{ID: reader + "-s", Type: event.Session, Reader: reader, Book: "the-book", Time: at, DurationMS: 600_000, Position: ptr(0.3)}}
 			if r%3 == 0 {
@@ -36,12 +39,13 @@ func BenchmarkBookQueries(b *testing.B) {
 				evs = append(evs, event.Event{ID: reader + "-h", Type: event.Highlight, Reader: reader, Book: "the-book", Time: at, Text: fmt.Sprintf("passage %d", r%50)})
 			}
 			for i := range evs {
-				if _, err := Apply(tx, p, &evs[i]); err != nil {
+				if _, err := folders[p].Apply(&evs[i]); err != nil {
 					b.Fatal(err)
 				}
 			}
 		}
 		for p := range parts {
+			folders[p].Flush()
 			if err := s.Commit(p, 1, &writes[p]); err != nil {
 				b.Fatal(err)
 			}

@@ -277,6 +277,8 @@ func (p *Processor) fold(ctx context.Context, tx *overlay, part int, src eventlo
 		eventsTotal.WithLabelValues("corrupt").Add(corrupt)
 		eventsTotal.WithLabelValues("erased").Add(erasedN)
 	}()
+	folder := insights.NewFolder(tx, part)
+	defer folder.Flush() // into tx's writes, before batch commits them
 	er, isEraser := src.(readerEraser)
 	// With mirrors, one event can arrive through two sources: only state knows it was applied.
 	ul, ok := src.(uniqueLog)
@@ -322,9 +324,9 @@ func (p *Processor) fold(ctx context.Context, tx *overlay, part int, src eventlo
 		}
 		ok := true
 		if unique {
-			err = insights.ApplyUnique(tx, part, &e)
+			err = folder.ApplyUnique(&e)
 		} else {
-			ok, err = insights.Apply(tx, part, &e)
+			ok, err = folder.Apply(&e)
 		}
 		if err != nil {
 			return folded{}, err
