@@ -73,7 +73,7 @@ func foldInChild(t *testing.T) {
 // before or right after it commits a folded batch with its offset (killingStore), and restarts
 // it each time on the same log and state. State and offset are one atomic write, so there is no
 // moment between them to be killed in; a commit of state without its offset fails this test. Folding from the embedded log does not look event ids up
-// (insights.ApplyUnique), so an event applied twice would show in the counts. In the end the
+// (insights.Folder.ApplyUnique), so an event applied twice would show in the counts. In the end the
 // state must equal one folded once from the same log.
 func TestKillAroundAStateCommitAppliesNothingTwice(t *testing.T) {
 	if os.Getenv("DOGEAR_KILL_STATE") != "" {
