@@ -67,18 +67,24 @@ func TestHPAAlgorithm(t *testing.T) {
 }
 
 func TestReplayAccounting(t *testing.T) {
-	// 30 load from the start with one replica of 10: the HPA asks for ceil(1 × 3/0.7) = 5 at once;
-	// they serve from minute 5. Minutes 0–4 are violations.
+	// The role starts serving the first sample at the target: ceil(30 / (10 × 0.7)) = 5 ready.
+	// At minute 10 the load doubles: the HPA asks for ceil(5 × (60/50)/0.7) = 9 at once; they
+	// serve from minute 15. Minutes 10–14 are violations.
 	var trace []orchestrator.Sample
 	for m := range 60 {
-		trace = append(trace, orchestrator.Sample{Time: at(m), Value: 30})
+		v := 30.0
+		if m >= 10 {
+			v = 60
+		}
+		trace = append(trace, orchestrator.Sample{Time: at(m), Value: v})
 	}
-	r := orchestrator.Replay("flat", trace, capacity, orchestrator.NewHPA(capacity))
+	r := orchestrator.Replay("step", trace, capacity, orchestrator.NewHPA(capacity))
 	if r.SLOViolationMinutes != 5 || r.ScaleActions != 1 {
 		t.Fatalf("%+v, want 5 violation minutes and 1 scale action", r)
 	}
-	// One replica for the first minute, five for the other 59.
-	if want := math.Round((1+5*59)/60.0*100) / 100; r.ReplicaHours != want {
+	// Five replicas through minute 10 (the decision at a minute counts from the next), nine for
+	// the other 49.
+	if want := math.Round((5*11+9*49)/60.0*100) / 100; r.ReplicaHours != want {
 		t.Fatalf("replica-hours %v, want %v", r.ReplicaHours, want)
 	}
 }

@@ -256,7 +256,7 @@ type whatIf struct {
 }
 
 func newWhatIf(p *Predictive, o Observation, q float64) *whatIf {
-	w := &whatIf{q: q, replicas: newReplicaSet(p.Cap, o.Time), hours: newWindow(p.day)}
+	w := &whatIf{q: q, replicas: newReplicaSet(p.Cap, o.Time, o.Ready), hours: newWindow(p.day)}
 	w.replicas.scale(o.Time, o.Current) // it starts where the role is
 	return w
 }

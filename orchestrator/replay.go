@@ -110,7 +110,10 @@ type Step struct {
 // they are and counts nothing.
 func Replay(name string, trace []Sample, c Capacity, policy Policy) Result {
 	res := Result{Policy: policy.Name(), Trace: name}
-	replicas := newReplicaSet(c, trace[0].Time)
+	// The role was running before the trace began: it starts with what the first sample needs at
+	// the target utilisation, ready. Starting from none would give every policy the same
+	// startup's worth of violation minutes, which measure the replay, not the policy.
+	replicas := newReplicaSet(c, trace[0].Time, int(math.Ceil(trace[0].Value/(c.PerReplica*c.Target))))
 	lag := 0.0
 	step := c.Interval
 	for i, s := range trace {
@@ -140,12 +143,10 @@ type replicaSet struct {
 	readyAt []time.Time // one per replica, ascending
 }
 
-// newReplicaSet starts with the fewest replicas, ready at start.
-func newReplicaSet(c Capacity, start time.Time) *replicaSet {
+// newReplicaSet starts with n replicas (within the bounds), ready at start.
+func newReplicaSet(c Capacity, start time.Time, n int) *replicaSet {
 	r := &replicaSet{c: c}
-	for range c.Min {
-		r.readyAt = append(r.readyAt, start)
-	}
+	r.scale(start.Add(-c.Startup), n)
 	return r
 }
 
