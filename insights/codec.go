@@ -174,6 +174,7 @@ func (m *ReaderMeta) encode(e *encoder) {
 	e.int(m.Last)
 	e.int(m.LastActive)
 	e.int(m.NextSlot)
+	e.int(m.ActiveDays)
 }
 
 func (m *ReaderMeta) decode(d *decoder) {
@@ -185,6 +186,7 @@ func (m *ReaderMeta) decode(d *decoder) {
 	m.Last = d.int()
 	m.LastActive = d.optInt()
 	m.NextSlot = d.optIntOr(unknownCeiling)
+	m.ActiveDays = d.optIntOr(unknownDays)
 }
 
 func (s *Slot) encode(e *encoder) { e.int(s.MS); e.int(s.Events) }

@@ -28,27 +28,31 @@ func ReadEveryRecord() (restore func()) {
 }
 
 // AsBeforeCeilings gives the writes that turn the records of readers and their books into what a
-// build before NextPage and NextSlot wrote: the same records without those last fields.
+// build before NextPage, NextSlot and ActiveDays wrote: the same records without those last
+// fields.
 func AsBeforeCeilings(s state.Reader, readers, books []string) (*state.Writes, error) {
 	w := new(state.Writes)
-	cut := func(key []byte, r record, last func() int64) error {
+	cut := func(key []byte, r record, last func() []int64) error {
 		found, err := loadFound(s, key, r)
 		if err != nil || !found {
 			return err
 		}
 		b := encodeRecord(r)
-		w.Put(key, b[:len(b)-len(binary.AppendVarint(nil, last()))])
+		for _, v := range last() {
+			b = b[:len(b)-len(binary.AppendVarint(nil, v))]
+		}
+		w.Put(key, b)
 		return nil
 	}
 	for _, reader := range readers {
 		var m ReaderMeta
-		if err := cut(metaKey(reader), &m, func() int64 { return m.NextSlot }); err != nil {
+		if err := cut(metaKey(reader), &m, func() []int64 { return []int64{m.NextSlot, m.ActiveDays} }); err != nil {
 			return nil, err
 		}
 		for _, book := range books {
 			for _, k := range [][]byte{readerBookKey(reader, book), bookReaderKey(book, reader)} {
 				var rb ReaderBook
-				if err := cut(k, &rb, func() int64 { return rb.NextPage }); err != nil {
+				if err := cut(k, &rb, func() []int64 { return []int64{rb.NextPage} }); err != nil {
 					return nil, err
 				}
 			}

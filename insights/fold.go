@@ -313,13 +313,19 @@ func minNonZero(a, b int64) int64 {
 func markActive(tx Tx, partition int, meta *ReaderMeta, reader string, at int64) error {
 	day := dayNumber(at)
 	if day+1 == meta.LastActive {
-		return nil // active that day already: the common case, with no read
+		return nil // active that day already: the common case
 	}
+	seen, known := meta.activeOn(day)
 	ak := activeKey(dayString(at), reader)
-	if _, seen, err := tx.Get(ak); err != nil {
-		return err
-	} else if !seen {
+	if !known {
+		var err error
+		if _, seen, err = tx.Get(ak); err != nil {
+			return err
+		}
+	}
+	if !seen {
 		tx.Put(ak, nil)
+		meta.addActiveDay(day)
 		if err := addDaily(tx, dailyActive, day, partition, 1); err != nil {
 			return err
 		}

@@ -156,8 +156,9 @@ func TestOrderIndependence(t *testing.T) {
 }
 
 // TestRecordsFromBeforeTheCeilings folds half the events, rewrites every reader's records as a
-// build before NextPage and NextSlot wrote them, and folds the rest: pages read again and slots
-// read in again must still count once, as in state folded by this build alone.
+// build before NextPage, NextSlot and ActiveDays wrote them, and folds the rest: pages read
+// again and slots read in again must still count once, and days first read in the rest (every
+// third day is held back for it) must count, as in state folded by this build alone.
 func TestRecordsFromBeforeTheCeilings(t *testing.T) {
 	end := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	events := loadgen.New(loadgen.Config{Readers: 40, Books: 25, Seed: 11, Start: end.Add(-90 * 24 * time.Hour), End: end}).Batch(3000)
@@ -166,7 +167,15 @@ func TestRecordsFromBeforeTheCeilings(t *testing.T) {
 	asOf := end.Add(-20 * 24 * time.Hour)
 	want := answers(t, fold(t, events, rng), events, asOf)
 
-	s := fold(t, events[:len(events)/2], rng)
+	var first, rest []event.Event
+	for i, e := range events {
+		if i < len(events)/2 && e.Time.Unix()/86400%3 != 0 {
+			first = append(first, e)
+		} else {
+			rest = append(rest, e)
+		}
+	}
+	s := fold(t, first, rng)
 	readers, books := map[string]bool{}, map[string]bool{}
 	for _, e := range events {
 		readers[e.Reader], books[e.Book] = true, true
@@ -185,7 +194,7 @@ func TestRecordsFromBeforeTheCeilings(t *testing.T) {
 	if err := s.Commit(0, off, w); err != nil {
 		t.Fatal(err)
 	}
-	foldInto(t, s, events[len(events)/2:], rng)
+	foldInto(t, s, rest, rng)
 	if got := answers(t, s, events, asOf); got != want {
 		t.Fatalf("records from before the ceilings give different insights:\n%s", firstDiff(want, got))
 	}

@@ -64,6 +64,53 @@ type ReaderMeta struct {
 	// later slot is known to be new without looking for its key. unknownCeiling on records from
 	// builds before it.
 	NextSlot int64
+	// ActiveDays has bit i set when the reader read on day LastActive−1−i, for the activeDays days
+	// up to their latest, so that a day among those, or after, is known read or not without
+	// looking for its active key: events of days before the latest arrive from devices syncing
+	// late and from imports. unknownDays on records from builds before it.
+	ActiveDays int64
+}
+
+// activeDays is how many days back from a reader's latest ActiveDays covers: every bit of an
+// int64 but the sign, which marks unknownDays.
+const activeDays = 63
+
+// unknownDays marks an ActiveDays that a record written before the field existed cannot know.
+const unknownDays = -1
+
+// activeOn reports whether the reader read on day (days since 1970), when the record knows it
+// without looking for the day's active key.
+func (m *ReaderMeta) activeOn(day int64) (active, known bool) {
+	if m.ActiveDays == unknownDays {
+		return false, false
+	}
+	switch back := m.LastActive - 1 - day; {
+	case back < 0:
+		return false, true // after their latest day
+	case back < activeDays:
+		return m.ActiveDays>>back&1 == 1, true
+	}
+	return false, false
+}
+
+// addActiveDay records day in ActiveDays, before LastActive moves to it when it is later.
+func (m *ReaderMeta) addActiveDay(day int64) {
+	if m.ActiveDays == unknownDays {
+		return
+	}
+	if back := m.LastActive - 1 - day; back >= 0 {
+		if back < activeDays {
+			m.ActiveDays |= 1 << back
+		}
+		return
+	}
+	const all = 1<<activeDays - 1
+	if ahead := day + 1 - m.LastActive; ahead < activeDays {
+		m.ActiveDays = m.ActiveDays << ahead & all
+	} else {
+		m.ActiveDays = 0
+	}
+	m.ActiveDays |= 1
 }
 
 // unknownCeiling marks a NextPage or NextSlot that a record written before the field existed
