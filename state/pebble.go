@@ -96,6 +96,7 @@ func (s *Pebble) Commit(partition int, offset int64, w *Writes) error {
 	defer s.mu.RUnlock()
 	b := s.db.NewBatch()
 	defer b.Close()
+	w.Sort()
 	err := w.Each(func(k string, v []byte, del bool) error {
 		if del {
 			return b.Delete(userKey([]byte(k)), nil)
