@@ -1,12 +1,14 @@
 package eventlog
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -326,9 +328,7 @@ func (l *Pebble) Append(ctx context.Context, entries []Entry) ([]bool, error) {
 
 func (l *Pebble) writer() {
 	defer close(l.done)
-	seen := make(map[string]struct{})
-	next := make([]int64, l.parts)
-	batches := make([]pendingBatch, l.parts)
+	scratch := &groupScratch{seen: make(map[string]struct{}), next: make([]int64, l.parts), batches: make([]pendingBatch, l.parts)}
 	for {
 		var first *appendReq
 		select {
@@ -349,7 +349,7 @@ func (l *Pebble) writer() {
 				break drain
 			}
 		}
-		err := l.commit(group, n, seen, next, batches)
+		err := l.commit(group, n, scratch)
 		for _, r := range group {
 			r.err <- err
 		}
@@ -389,7 +389,22 @@ func (pb *pendingBatch) flush(b *pebble.Batch, p int) {
 	pb.count, pb.events = 0, pb.events[:0]
 }
 
-func (l *Pebble) commit(group []*appendReq, n int, seen map[string]struct{}, next []int64, batches []pendingBatch) error {
+// groupScratch is what the writer reuses from one group commit to the next.
+type groupScratch struct {
+	seen    map[string]struct{} // the group's ids
+	next    []int64             // each partition's next offset
+	batches []pendingBatch      // each partition's batch record
+	ids     []idEntry           // the group's id index entries
+}
+
+// idEntry is an id index entry: the id's key, and its partition and offset.
+type idEntry struct {
+	key []byte
+	val [10]byte
+}
+
+func (l *Pebble) commit(group []*appendReq, n int, scratch *groupScratch) error {
+	seen, next, batches := scratch.seen, scratch.next, scratch.batches
 	if l.MinFreeBytes > 0 {
 		if free, err := pebbledb.FreeBytes(l.dir); err == nil && free < l.MinFreeBytes {
 			return ErrNoSpace
@@ -404,7 +419,7 @@ func (l *Pebble) commit(group []*appendReq, n int, seen map[string]struct{}, nex
 	defer l.dbMu.RUnlock()
 	b := l.db.NewBatch()
 	defer b.Close()
-	var val [10]byte
+	ids := scratch.ids[:0]
 	written := 0
 	for _, r := range group {
 		for i, e := range r.entries {
@@ -438,17 +453,25 @@ func (l *Pebble) commit(group []*appendReq, n int, seen map[string]struct{}, nex
 			if pb.count++; pb.count == maxBatchEvents {
 				pb.flush(b, p)
 			}
-			binary.BigEndian.PutUint16(val[:], uint16(p))
-			binary.BigEndian.PutUint64(val[2:], uint64(off))
-			if err := b.Set(ik, val[:], nil); err != nil {
-				return err
-			}
+			ids = append(ids, idEntry{key: ik})
+			binary.BigEndian.PutUint16(ids[len(ids)-1].val[:], uint16(p))
+			binary.BigEndian.PutUint64(ids[len(ids)-1].val[2:], uint64(off))
 			written++
 		}
 	}
 	for p := range batches {
 		batches[p].flush(b, p)
 	}
+	// In key order: a memtable inserts a batch's keys in order, and searches for each from where
+	// the last one went when it lies near. Ids that devices make at random (UUIDs) are otherwise
+	// each searched for from the top of the skiplist, on the one goroutine that writes.
+	slices.SortFunc(ids, func(a, b idEntry) int { return bytes.Compare(a.key, b.key) })
+	for i := range ids {
+		if err := b.Set(ids[i].key, ids[i].val[:], nil); err != nil {
+			return err
+		}
+	}
+	scratch.ids = ids
 	if written == 0 {
 		return nil
 	}

@@ -3,6 +3,7 @@ package eventlog_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"strings"
@@ -46,29 +47,41 @@ func TestPebblePartitionCountIsFixed(t *testing.T) {
 
 // BenchmarkPebbleAppend measures durable appends of 1000-event batches from 8 concurrent writers,
 // the shape of ingest under load.
+// BenchmarkPebbleAppend appends 1000-event batches from four clients, with ids in sequence (as
+// dogear loadgen and imports make them) and random (UUIDs, as most devices and Segment send).
 func BenchmarkPebbleAppend(b *testing.B) {
-	l, err := eventlog.OpenPebble(b.TempDir(), 16, 256<<20)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	value := []byte(strings.Repeat("x", 200))
-	b.SetParallelism(4)
-	var seq atomicCounter
-	b.RunParallel(func(pb *testing.PB) {
-		batch := make([]eventlog.Entry, 1000)
-		for pb.Next() {
-			n := seq.add(1000)
-			for i := range batch {
-				id := fmt.Sprintf("e%d", n+int64(i))
-				batch[i] = eventlog.Entry{ID: id, Key: fmt.Sprintf("r%d", i%97), Value: value}
-			}
-			if _, err := l.Append(context.Background(), batch); err != nil {
+	for _, c := range []struct {
+		name string
+		id   func(n int64, rng *rand.Rand) string
+	}{
+		{"sequential-ids", func(n int64, _ *rand.Rand) string { return fmt.Sprintf("e%d", n) }},
+		{"random-ids", func(_ int64, rng *rand.Rand) string { return fmt.Sprintf("%016x%016x", rng.Uint64(), rng.Uint64()) }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			l, err := eventlog.OpenPebble(b.TempDir(), 16, 256<<20)
+			if err != nil {
 				b.Fatal(err)
 			}
-		}
-	})
-	b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "events/s")
+			defer l.Close()
+			value := []byte(strings.Repeat("x", 200))
+			b.SetParallelism(4)
+			var seq atomicCounter
+			b.RunParallel(func(pb *testing.PB) {
+				batch := make([]eventlog.Entry, 1000)
+				for pb.Next() {
+					n := seq.add(1000)
+					rng := rand.New(rand.NewPCG(uint64(n), 1))
+					for i := range batch {
+						batch[i] = eventlog.Entry{ID: c.id(n+int64(i), rng), Key: fmt.Sprintf("r%d", i%97), Value: value}
+					}
+					if _, err := l.Append(context.Background(), batch); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
 }
 
 // BenchmarkPebbleOpen measures opening a log of 2M events, most of which is filling the id
