@@ -138,6 +138,15 @@ func (rb *ReaderBook) encode(e *encoder) {
 	e.int(rb.Sampled)
 	e.int(rb.PagesRead)
 	e.int(rb.NextPage)
+	if !rb.pageKeys { // a record that keeps a key per page ends here, as its build wrote it
+		e.int(int64(len(rb.pages)))
+		prev := int64(0)
+		for _, r := range rb.pages {
+			e.int(r.from - prev)
+			e.int(r.to - r.from)
+			prev = r.to
+		}
+	}
 }
 
 func (rb *ReaderBook) decode(d *decoder) {
@@ -163,6 +172,22 @@ func (rb *ReaderBook) decode(d *decoder) {
 	rb.Sampled = d.int()
 	rb.PagesRead = d.int()
 	rb.NextPage = d.optIntOr(unknownCeiling)
+	rb.pages, rb.pageKeys = nil, d.err == nil && len(d.b) == 0
+	if rb.pageKeys {
+		return
+	}
+	n := d.int()
+	if n < 0 || n > int64(len(d.b)/2) { // a run takes two bytes at least
+		d.err = errCorrupt
+		return
+	}
+	rb.pages = make(pageRuns, n)
+	prev := int64(0)
+	for i := range rb.pages {
+		from := prev + d.int()
+		prev = from + d.int()
+		rb.pages[i] = pageRun{from, prev}
+	}
 }
 
 func (m *ReaderMeta) encode(e *encoder) {

@@ -29,13 +29,21 @@ func ReadEveryRecord() (restore func()) {
 
 // AsBeforeCeilings gives the writes that turn the records of readers and their books into what a
 // build before NextPage, NextSlot and ActiveDays wrote: the same records without those last
-// fields.
+// fields, and a key for each page read instead of the pages in the record.
 func AsBeforeCeilings(s state.Reader, readers, books []string) (*state.Writes, error) {
 	w := new(state.Writes)
 	cut := func(key []byte, r record, last func() []int64) error {
 		found, err := loadFound(s, key, r)
 		if err != nil || !found {
 			return err
+		}
+		if rb, ok := r.(*ReaderBook); ok {
+			for _, run := range rb.pages {
+				for p := run.from; p <= run.to; p++ {
+					w.Put(pageKey(rb.Reader, rb.Book, int(p)), nil)
+				}
+			}
+			rb.pages, rb.pageKeys = nil, true
 		}
 		b := encodeRecord(r)
 		for _, v := range last() {

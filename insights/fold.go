@@ -215,16 +215,11 @@ func applyReading(tx Tx, partition int, rb *ReaderBook, meta *ReaderMeta, e *eve
 		ms = e.DurationMS
 	case event.Page:
 		rb.PageViews++
-		seen := false
-		pk := pageKey(e.Reader, e.Book, e.Page)
-		if !isNew(int64(e.Page), rb.NextPage) {
-			var err error
-			if _, seen, err = tx.Get(pk); err != nil {
-				return err
-			}
+		first, err := readPage(tx, rb, e)
+		if err != nil {
+			return err
 		}
-		if !seen {
-			tx.Put(pk, nil)
+		if first {
 			rb.PagesRead++
 			rb.NextPage = raise(rb.NextPage, int64(e.Page))
 		}
@@ -258,6 +253,22 @@ func applyReading(tx Tx, partition int, rb *ReaderBook, meta *ReaderMeta, e *eve
 	slot.Events++
 	tx.Put(sk, encodeRecord(&slot))
 	return nil
+}
+
+// readPage records that the reader read e's page of the book, and reports whether for the first
+// time: in the record's pages, or, on a record from a build that kept them so, in a key per page.
+func readPage(tx Tx, rb *ReaderBook, e *event.Event) (bool, error) {
+	if !rb.pageKeys {
+		return rb.pages.add(int64(e.Page)), nil
+	}
+	pk := pageKey(e.Reader, e.Book, e.Page)
+	if !isNew(int64(e.Page), rb.NextPage) {
+		if _, seen, err := tx.Get(pk); err != nil || seen {
+			return false, err
+		}
+	}
+	tx.Put(pk, nil)
+	return true, nil
 }
 
 // position is where in the book an event puts the reader: its position, else page/pages, and the

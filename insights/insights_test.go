@@ -92,6 +92,11 @@ func answers(t *testing.T, s state.Store, events []event.Event, asOf time.Time) 
 			t.Fatal(err)
 		}
 		enc.Encode(ri)
+		books, err := insights.Books(s, r) // with the distinct pages read of each
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc.Encode(books)
 	}
 	for _, b := range sortedKeys(books) {
 		bs, err := insights.Book(s, b, asOf)
@@ -156,14 +161,22 @@ func TestOrderIndependence(t *testing.T) {
 }
 
 // TestRecordsFromBeforeTheCeilings folds half the events, rewrites every reader's records as a
-// build before NextPage, NextSlot and ActiveDays wrote them, and folds the rest: pages read
-// again and slots read in again must still count once, and days first read in the rest (every
-// third day is held back for it) must count, as in state folded by this build alone.
+// build before NextPage, NextSlot, ActiveDays and the pages in the record wrote them, and folds
+// the rest: pages read again (every tenth page event of the first half is read again an hour
+// later, in the rest) and slots read in again must still count once, and days first read in the
+// rest (every third day is held back for it) must count, as in state folded by this build alone.
 func TestRecordsFromBeforeTheCeilings(t *testing.T) {
 	end := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	events := loadgen.New(loadgen.Config{Readers: 40, Books: 25, Seed: 11, Start: end.Add(-90 * 24 * time.Hour), End: end}).Batch(3000)
 	rng := rand.New(rand.NewPCG(11, 7))
 	rng.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
+	for i := 0; i < len(events)/2; i += 10 {
+		if e := events[i]; e.Type == event.Page {
+			e.ID += "-again"
+			e.Time = e.Time.Add(time.Hour)
+			events = append(events, e)
+		}
+	}
 	asOf := end.Add(-20 * 24 * time.Hour)
 	want := answers(t, fold(t, events, rng), events, asOf)
 

@@ -3,7 +3,9 @@
 package insights
 
 import (
+	"cmp"
 	"encoding/binary"
+	"slices"
 	"time"
 )
 
@@ -44,6 +46,43 @@ type ReaderBook struct {
 	// known to be new without looking for its key: readers mostly read forward, and a key that is
 	// not there is the dearest read of a fold. unknownCeiling on records from builds before it.
 	NextPage int64
+	// pages are the pages read, so that each counts once in PagesRead with no key per page;
+	// pageKeys instead on records from builds that kept a key per page read, which go on
+	// looking those up until a rebuild.
+	pages    pageRuns
+	pageKeys bool
+}
+
+// pageRuns is a set of pages as sorted runs, apart by at least one page: a reader who reads
+// through a book holds one run.
+type pageRuns []pageRun
+
+// pageRun is the pages from to to, both included.
+type pageRun struct{ from, to int64 }
+
+// add puts page in the set and reports whether it was not there.
+func (s *pageRuns) add(page int64) bool {
+	runs := *s
+	// The first run that ends at or after the page; the page is after every run before it.
+	i, _ := slices.BinarySearchFunc(runs, page, func(r pageRun, p int64) int { return cmp.Compare(r.to, p) })
+	if i < len(runs) && runs[i].from <= page {
+		return false
+	}
+	left := i > 0 && runs[i-1].to == page-1
+	right := i < len(runs) && runs[i].from == page+1
+	switch {
+	case left && right:
+		runs[i-1].to = runs[i].to
+		runs = slices.Delete(runs, i, i+1)
+	case left:
+		runs[i-1].to = page
+	case right:
+		runs[i].from = page
+	default:
+		runs = slices.Insert(runs, i, pageRun{page, page})
+	}
+	*s = runs
+	return true
 }
 
 // Started reports whether the reader has read any of the book.
