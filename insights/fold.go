@@ -19,8 +19,8 @@ type Tx interface {
 }
 
 // Folder folds a batch of one partition's events into a Tx. The records nearly every event reads
-// and rewrites (the partition's counts, the reader's record and the reader-book record) stay
-// decoded in it until Flush encodes each changed one into the Tx once. A reader's session arrives
+// and rewrites (the partition's counts, the reader's record, the reader-book record and the
+// reader's time slot) stay decoded in it until Flush encodes each changed one into the Tx once. A reader's session arrives
 // as a run of events, and each event used to decode and encode the same records again. Nothing
 // else may read those records from the Tx before Flush.
 type Folder struct {
@@ -31,11 +31,18 @@ type Folder struct {
 	books     map[string]*ReaderBook // by reader, separator, book
 	readers   []string               // the metas' keys, in first-use order
 	pairs     []*ReaderBook          // the books' values, in first-use order
+	slots     map[slotRef]*Slot      // a session's events mostly fall in one slot
+}
+
+// slotRef names a reader's time slot.
+type slotRef struct {
+	reader string
+	n      int64
 }
 
 // NewFolder starts a batch of partition's events over tx.
 func NewFolder(tx Tx, partition int) *Folder {
-	return &Folder{tx: tx, partition: partition, metas: map[string]*ReaderMeta{}, books: map[string]*ReaderBook{}}
+	return &Folder{tx: tx, partition: partition, metas: map[string]*ReaderMeta{}, books: map[string]*ReaderBook{}, slots: map[slotRef]*Slot{}}
 }
 
 // Apply folds one event into state. It returns false, changing nothing, when the event's id was
@@ -63,9 +70,13 @@ func (f *Folder) Flush() {
 		f.tx.Put(readerBookKey(rb.Reader, rb.Book), v)
 		f.tx.Put(bookReaderKey(rb.Book, rb.Reader), v)
 	}
+	for ref, slot := range f.slots {
+		f.tx.Put(slotKey(ref.reader, ref.n), encodeRecord(slot))
+	}
 	f.counts = nil
 	clear(f.metas)
 	clear(f.books)
+	clear(f.slots)
 	f.readers, f.pairs = f.readers[:0], f.pairs[:0]
 }
 
@@ -95,6 +106,22 @@ func (f *Folder) readerMeta(reader string) (*ReaderMeta, bool, error) {
 	f.metas[reader] = m
 	f.readers = append(f.readers, reader)
 	return m, found, nil
+}
+
+// slot is the reader's record of time slot n, known to be new when at or above ceiling.
+func (f *Folder) slot(reader string, n, ceiling int64) (*Slot, error) {
+	ref := slotRef{reader, n}
+	if s, ok := f.slots[ref]; ok {
+		return s, nil
+	}
+	s := new(Slot)
+	if !isNew(n, ceiling) {
+		if err := load(f.tx, slotKey(reader, n), s); err != nil {
+			return nil, err
+		}
+	}
+	f.slots[ref] = s
+	return s, nil
 }
 
 // readerBook is the reader-book record, and whether it existed before this event.
@@ -161,7 +188,7 @@ func (f *Folder) ApplyUnique(e *event.Event) error {
 	}
 	if reading {
 		counts.ReadingEvents++
-		if err := applyReading(tx, partition, rb, meta, e, at); err != nil {
+		if err := f.applyReading(rb, meta, e, at); err != nil {
 			return err
 		}
 		if err := markActive(tx, partition, meta, e.Reader, at); err != nil {
@@ -183,7 +210,8 @@ func (f *Folder) ApplyUnique(e *event.Event) error {
 	return moveBookShare(tx, partition, e.Reader, before, rb)
 }
 
-func applyReading(tx Tx, partition int, rb *ReaderBook, meta *ReaderMeta, e *event.Event, at int64) error {
+func (f *Folder) applyReading(rb *ReaderBook, meta *ReaderMeta, e *event.Event, at int64) error {
+	tx, partition := f.tx, f.partition
 	oldFirst := rb.First
 	rb.First = minNonZero(rb.First, at)
 	rb.Last = max(rb.Last, at)
@@ -240,18 +268,14 @@ func applyReading(tx Tx, partition int, rb *ReaderBook, meta *ReaderMeta, e *eve
 	}
 	rb.ReadMS += ms
 
-	var slot Slot
 	n := e.Time.Unix() / slotSeconds
-	sk := slotKey(e.Reader, n)
-	if !isNew(n, meta.NextSlot) {
-		if err := load(tx, sk, &slot); err != nil {
-			return err
-		}
+	slot, err := f.slot(e.Reader, n, meta.NextSlot)
+	if err != nil {
+		return err
 	}
 	meta.NextSlot = raise(meta.NextSlot, n)
 	slot.MS += ms
 	slot.Events++
-	tx.Put(sk, encodeRecord(&slot))
 	return nil
 }
 
