@@ -45,10 +45,9 @@ func TestPebblePartitionCountIsFixed(t *testing.T) {
 	l.Close()
 }
 
-// BenchmarkPebbleAppend measures durable appends of 1000-event batches from 8 concurrent writers,
-// the shape of ingest under load.
-// BenchmarkPebbleAppend appends 1000-event batches from four clients, with ids in sequence (as
-// dogear loadgen and imports make them) and random (UUIDs, as most devices and Segment send).
+// BenchmarkPebbleAppend measures durable appends of 1000-event batches from four concurrent
+// writers, the shape of ingest under load, with ids in sequence (as dogear loadgen and imports
+// make them) and at random (UUIDs, as most devices and Segment send them).
 func BenchmarkPebbleAppend(b *testing.B) {
 	for _, c := range []struct {
 		name string

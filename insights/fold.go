@@ -20,9 +20,9 @@ type Tx interface {
 
 // Folder folds a batch of one partition's events into a Tx. The records nearly every event reads
 // and rewrites (the partition's counts, the reader's record, the reader-book record and the
-// reader's time slot) stay decoded in it until Flush encodes each changed one into the Tx once. A reader's session arrives
-// as a run of events, and each event used to decode and encode the same records again. Nothing
-// else may read those records from the Tx before Flush.
+// reader's time slot) stay decoded in it until Flush encodes each changed one into the Tx once.
+// A reader's session arrives as a run of events, and each event used to decode and encode the
+// same records again. Nothing else may read those records from the Tx before Flush.
 type Folder struct {
 	tx        Tx
 	partition int
