@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"time"
@@ -38,6 +39,10 @@ type Options struct {
 	Out            io.Writer
 	// Kafka also measures ingest into Kafka (franz-go's in-process cluster, kfake) in each run.
 	Kafka bool
+	// IngestProfile, when set, is a file for a CPU profile of the first run's HTTP ingest with
+	// processing, from the first post until every event is folded: where the measured time goes,
+	// without the other phases.
+	IngestProfile string
 }
 
 // Run is one run's measurements.
@@ -87,6 +92,7 @@ func Ingest(ctx context.Context, opts Options) ([]Run, error) {
 	var runs []Run
 	for r := 1; r <= opts.Runs; r++ {
 		run, err := once(ctx, opts, events, bodies)
+		opts.IngestProfile = "" // the first run's only
 		if err != nil {
 			return runs, err
 		}
@@ -160,9 +166,14 @@ func once(ctx context.Context, opts Options, events [][]event.Event, bodies [][]
 		return run, err
 	}
 	defer stopServer()
+	stopProfile, err := StartProfile(opts.IngestProfile)
+	if err != nil {
+		return run, err
+	}
 	start = time.Now()
 	res, err := sendBodies(ctx, "http://"+srv.Addr()+"/v1/events", opts, 0, bodies)
 	if err != nil {
+		stopProfile()
 		return run, err
 	}
 	run.IngestEPS = res.EventsPerSecond()
@@ -171,6 +182,7 @@ func once(ctx context.Context, opts Options, events [][]event.Event, bodies [][]
 		time.Sleep(10 * time.Millisecond)
 	}
 	run.ProcessedEPS = float64(res.Events) / time.Since(start).Seconds()
+	stopProfile()
 
 	// Query latency over the state just built.
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -187,6 +199,22 @@ func once(ctx context.Context, opts Options, events [][]event.Event, bodies [][]
 	}
 	run.HalfRateP50, run.HalfRateP99, err = halfRate(ctx, opts, bodies, run.IngestEPS/2)
 	return run, err
+}
+
+// StartProfile starts a CPU profile to path (nothing when path is empty) and returns its stop.
+func StartProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // QueryKinds are the queries QueryLatency measures, in the order reports list them.

@@ -157,8 +157,10 @@ func medianOfSlots(slots map[int32]int64) (float64, bool) {
 }
 
 // Keys, each owned by the partition in it or of the reader in it.
-func bookAggPrefix(book string, kind byte) []byte {
-	return []byte("b" + sep + book + sep + string(kind) + sep)
+func bookAggPrefix(book string, kind byte) []byte { return appendBookAggPrefix(nil, book, kind) }
+
+func appendBookAggPrefix(dst []byte, book string, kind byte) []byte {
+	return append(append(append(dst, "b"+sep...), book...), sep[0], kind, sep[0])
 }
 
 const (
@@ -174,8 +176,13 @@ func partitionKey(prefix []byte, partition int) []byte {
 }
 
 // lastCountsKey holds the counts of one day (kind aggDays) or hour (aggHours).
-func lastCountsKey(book string, kind byte, t int64, partition int) []byte {
-	return partitionKey(binary.BigEndian.AppendUint64(bookAggPrefix(book, kind), uint64(t)), partition)
+func lastCountsKey(dst []byte, book string, kind byte, t int64, partition int) []byte {
+	return partitionKey(binary.BigEndian.AppendUint64(appendBookAggPrefix(dst, book, kind), uint64(t)), partition)
+}
+
+// bookAggKey holds a partition's aggregate of one kind of a book (aggSummary, aggFinishes).
+func bookAggKey(dst []byte, book string, kind byte, partition int) []byte {
+	return partitionKey(appendBookAggPrefix(dst, book, kind), partition)
 }
 
 func hourIndexKey(book string, hour int64, reader string) []byte {
@@ -184,7 +191,7 @@ func hourIndexKey(book string, hour int64, reader string) []byte {
 
 // moveBookShare moves a reader's share of a book's aggregates from what their record was (old;
 // nil when new) to what it is (cur; nil when erased).
-func moveBookShare(tx Tx, partition int, reader string, old, cur *ReaderBook) error {
+func (f *Folder) moveBookShare(reader string, old, cur *ReaderBook) error {
 	var o, c bookShare
 	book := ""
 	if old != nil {
@@ -194,38 +201,32 @@ func moveBookShare(tx Tx, partition int, reader string, old, cur *ReaderBook) er
 		c, book = shareOf(cur), cur.Book
 	}
 	if o.summary != c.summary {
-		k := partitionKey(bookAggPrefix(book, aggSummary), partition)
-		var s bookSummary
-		if err := load(tx, k, &s); err != nil {
+		f.key = bookAggKey(f.key[:0], book, aggSummary, f.partition)
+		h, _, err := f.hold(f.key, func() any { return new(bookSummary) })
+		if err != nil {
 			return err
 		}
+		f.change(h)
+		s := h.rec.(*bookSummary)
 		s.add(&o.summary, -1)
 		s.add(&c.summary, 1)
-		if s.Readers == 0 {
-			tx.Delete(k)
-		} else {
-			tx.Put(k, encodeRecord(&s))
-		}
 	}
 	if o.hasFinished != c.hasFinished || o.finishSlot != c.finishSlot {
-		k := partitionKey(bookAggPrefix(book, aggFinishes), partition)
-		var f finishSlots
-		if err := load(tx, k, &f); err != nil {
+		f.key = bookAggKey(f.key[:0], book, aggFinishes, f.partition)
+		h, _, err := f.hold(f.key, func() any { return new(finishSlots) })
+		if err != nil {
 			return err
 		}
-		if f.slots == nil {
-			f.slots = map[int32]int64{}
+		f.change(h)
+		fs := h.rec.(*finishSlots)
+		if fs.slots == nil {
+			fs.slots = map[int32]int64{}
 		}
 		if o.hasFinished {
-			f.add(o.finishSlot, -1)
+			fs.add(o.finishSlot, -1)
 		}
 		if c.hasFinished {
-			f.add(c.finishSlot, 1)
-		}
-		if len(f.slots) == 0 {
-			tx.Delete(k)
-		} else {
-			tx.Put(k, encodeRecord(&f))
+			fs.add(c.finishSlot, 1)
 		}
 	}
 	moved := o.unfinished != c.unfinished || o.bucket != c.bucket // between buckets, or in or out
@@ -234,27 +235,27 @@ func moveBookShare(tx Tx, partition int, reader string, old, cur *ReaderBook) er
 	}
 	if o.unfinished {
 		if moved || o.lastDay != c.lastDay {
-			if err := addLastCount(tx, book, aggDays, o.lastDay, partition, o.bucket, -1); err != nil {
+			if err := f.addLastCount(book, aggDays, o.lastDay, o.bucket, -1); err != nil {
 				return err
 			}
 		}
-		if err := addLastCount(tx, book, aggHours, o.lastHour, partition, o.bucket, -1); err != nil {
+		if err := f.addLastCount(book, aggHours, o.lastHour, o.bucket, -1); err != nil {
 			return err
 		}
 		if !c.unfinished || c.lastHour != o.lastHour {
-			tx.Delete(hourIndexKey(book, o.lastHour, reader))
+			f.tx.Delete(hourIndexKey(book, o.lastHour, reader))
 		}
 	}
 	if c.unfinished {
 		if moved || o.lastDay != c.lastDay {
-			if err := addLastCount(tx, book, aggDays, c.lastDay, partition, c.bucket, 1); err != nil {
+			if err := f.addLastCount(book, aggDays, c.lastDay, c.bucket, 1); err != nil {
 				return err
 			}
 		}
-		if err := addLastCount(tx, book, aggHours, c.lastHour, partition, c.bucket, 1); err != nil {
+		if err := f.addLastCount(book, aggHours, c.lastHour, c.bucket, 1); err != nil {
 			return err
 		}
-		tx.Put(hourIndexKey(book, c.lastHour, reader), nil)
+		f.tx.Put(hourIndexKey(book, c.lastHour, reader), nil)
 	}
 	return nil
 }
@@ -275,18 +276,14 @@ func (d *lastCounts) decode(dec *decoder) {
 	}
 }
 
-func addLastCount(tx Tx, book string, kind byte, t int64, partition, bucket int, n int64) error {
-	k := lastCountsKey(book, kind, t, partition)
-	var d lastCounts
-	if err := load(tx, k, &d); err != nil {
+func (f *Folder) addLastCount(book string, kind byte, t int64, bucket int, n int64) error {
+	f.key = lastCountsKey(f.key[:0], book, kind, t, f.partition)
+	h, _, err := f.hold(f.key, func() any { return new(lastCounts) })
+	if err != nil {
 		return err
 	}
-	d[bucket] += n
-	if d == (lastCounts{}) {
-		tx.Delete(k)
-	} else {
-		tx.Put(k, encodeRecord(&d))
-	}
+	f.change(h)
+	h.rec.(*lastCounts)[bucket] += n
 	return nil
 }
 

@@ -10,17 +10,13 @@ import (
 // Erase removes everything state holds about a reader — their records, their share of book
 // statistics, trending and activity, and their part of the partition's counters — so that state
 // equals what folding the log without that reader gives. It must run in the goroutine that owns
-// the reader's partition, between batches. It reports whether state held anything of the reader.
+// the reader's partition, between batches, and that partition's Folder must then Forget what it
+// holds. It reports whether state held anything of the reader.
 func Erase(src state.Reader, w *state.Writes, partition int, reader string) (bool, error) {
-	var counts PartitionCounts
-	b, ok, err := src.Get(countsKey(partition))
+	f := NewFolder(state.Overlay{Base: src, Writes: w}, partition)
+	counts, err := f.partitionCounts()
 	if err != nil {
 		return false, err
-	}
-	if ok {
-		if err := decodeRecord(b, &counts); err != nil {
-			return false, err
-		}
 	}
 	prefix := readerPrefix(reader)
 	found := false
@@ -58,16 +54,15 @@ func Erase(src state.Reader, w *state.Writes, partition int, reader string) (boo
 	if err != nil || !found {
 		return false, err
 	}
-	tx := state.Overlay{Base: src, Writes: w}
 	for _, rb := range books {
 		counts.ReaderBooks--
 		w.Delete(bookReaderKey(rb.Book, reader))
-		if err := moveBookShare(tx, partition, reader, &rb, nil); err != nil {
+		if err := f.moveBookShare(reader, &rb, nil); err != nil {
 			return false, err
 		}
 		if rb.First != 0 {
 			w.Delete(startKey(rb.First/3_600_000, rb.Book, reader))
-			if err := addStart(tx, partition, rb.Book, rb.First/3_600_000, -1); err != nil {
+			if err := f.addStart(rb.Book, rb.First/3_600_000, -1); err != nil {
 				return false, err
 			}
 		}
@@ -77,7 +72,7 @@ func Erase(src state.Reader, w *state.Writes, partition int, reader string) (boo
 			err := state.ScanPrefix(src, hp, func(k, v []byte) error {
 				if bytes.HasSuffix(k, suffix) && len(k) == len(hp)+16+len(suffix) {
 					w.Delete(k)
-					return movePassage(tx, partition, rb.Book, string(k[len(hp):len(hp)+16]), string(v), "")
+					return movePassage(f.tx, partition, rb.Book, string(k[len(hp):len(hp)+16]), string(v), "")
 				}
 				return nil
 			})
@@ -88,16 +83,16 @@ func Erase(src state.Reader, w *state.Writes, partition int, reader string) (boo
 	}
 	for day, n := range days {
 		w.Delete(activeKey(day, reader))
-		if err := addDaily(tx, dailyActive, n, partition, -1); err != nil {
+		if err := f.addDaily(dailyActive, n, -1); err != nil {
 			return false, err
 		}
 	}
 	if meta.LastActive > 0 {
-		if err := addDaily(tx, dailyLast, meta.LastActive-1, partition, -1); err != nil {
+		if err := f.addDaily(dailyLast, meta.LastActive-1, -1); err != nil {
 			return false, err
 		}
 	}
-	w.Put(countsKey(partition), encodeRecord(&counts))
+	f.Flush()
 	return true, nil
 }
 

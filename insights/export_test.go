@@ -54,11 +54,11 @@ func AsBeforeCeilings(s state.Reader, readers, books []string) (*state.Writes, e
 	}
 	for _, reader := range readers {
 		var m ReaderMeta
-		if err := cut(metaKey(reader), &m, func() []int64 { return []int64{m.NextSlot, m.ActiveDays} }); err != nil {
+		if err := cut(metaKey(nil, reader), &m, func() []int64 { return []int64{m.NextSlot, m.ActiveDays} }); err != nil {
 			return nil, err
 		}
 		for _, book := range books {
-			for _, k := range [][]byte{readerBookKey(reader, book), bookReaderKey(book, reader)} {
+			for _, k := range [][]byte{readerBookKey(nil, reader, book), bookReaderKey(book, reader)} {
 				var rb ReaderBook
 				if err := cut(k, &rb, func() []int64 { return []int64{rb.NextPage} }); err != nil {
 					return nil, err

@@ -2,7 +2,6 @@ package insights
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"strings"
@@ -18,37 +17,30 @@ type Tx interface {
 	Delete(key []byte)
 }
 
-// Folder folds a batch of one partition's events into a Tx. The records nearly every event reads
-// and rewrites (the partition's counts, the reader's record, the reader-book record and the
-// reader's time slot) stay decoded in it until Flush encodes each changed one into the Tx once.
-// A reader's session arrives as a run of events, and each event used to decode and encode the
-// same records again. Nothing else may read those records from the Tx before Flush.
+// Folder folds one partition's events into a Tx, batch after batch. The records nearly every
+// event reads and rewrites stay decoded in it (held.go), and Flush encodes each one a batch
+// changed into the Tx once: a reader's session arrives as a run of events, and each event used
+// to decode and encode the same records again. Nothing else may write those records while the
+// Folder holds them, unless Forget is called after.
 type Folder struct {
 	tx        Tx
 	partition int
-	counts    *PartitionCounts
-	metas     map[string]*ReaderMeta
-	books     map[string]*ReaderBook // by reader, separator, book
-	readers   []string               // the metas' keys, in first-use order
-	pairs     []*ReaderBook          // the books' values, in first-use order
-	slots     map[slotRef]*Slot      // a session's events mostly fall in one slot
+	current   map[string]*held // by state key
+	older     map[string]*held
+	changed   []*held // in first-change order
+	key       []byte  // the last key built, reused: a fold builds several for each event
 }
 
-// slotRef names a reader's time slot.
-type slotRef struct {
-	reader string
-	n      int64
-}
-
-// NewFolder starts a batch of partition's events over tx.
+// NewFolder starts folding partition's events over tx.
 func NewFolder(tx Tx, partition int) *Folder {
-	return &Folder{tx: tx, partition: partition, metas: map[string]*ReaderMeta{}, books: map[string]*ReaderBook{}, slots: map[slotRef]*Slot{}}
+	return &Folder{tx: tx, partition: partition, current: map[string]*held{}, older: map[string]*held{}}
 }
 
 // Apply folds one event into state. It returns false, changing nothing, when the event's id was
 // applied before: mirrored copies and redeliveries count once.
 func (f *Folder) Apply(e *event.Event) (bool, error) {
-	if _, seen, err := f.tx.Get(seenKey(e.Reader, e.ID)); err != nil || seen {
+	f.key = seenKey(f.key[:0], e.Reader, e.ID)
+	if _, seen, err := f.tx.Get(f.key); err != nil || seen {
 		return false, err
 	}
 	if err := f.ApplyUnique(e); err != nil {
@@ -57,87 +49,58 @@ func (f *Folder) Apply(e *event.Event) (bool, error) {
 	return true, nil
 }
 
-// Flush writes the records the batch changed to the Tx, and starts over.
-func (f *Folder) Flush() {
-	if f.counts != nil {
-		f.tx.Put(countsKey(f.partition), encodeRecord(f.counts))
-	}
-	for _, r := range f.readers {
-		f.tx.Put(metaKey(r), encodeRecord(f.metas[r]))
-	}
-	for _, rb := range f.pairs {
-		v := encodeRecord(rb)
-		f.tx.Put(readerBookKey(rb.Reader, rb.Book), v)
-		f.tx.Put(bookReaderKey(rb.Book, rb.Reader), v)
-	}
-	for ref, slot := range f.slots {
-		f.tx.Put(slotKey(ref.reader, ref.n), encodeRecord(slot))
-	}
-	f.counts = nil
-	clear(f.metas)
-	clear(f.books)
-	clear(f.slots)
-	f.readers, f.pairs = f.readers[:0], f.pairs[:0]
-}
-
 func (f *Folder) partitionCounts() (*PartitionCounts, error) {
-	if f.counts == nil {
-		f.counts = new(PartitionCounts)
-		if found, err := loadFound(f.tx, countsKey(f.partition), f.counts); err != nil {
-			f.counts = nil
-			return nil, err
-		} else if !found {
-			f.counts.Aggregates = aggregatesBooks // the partition's first event: all its aggregates start complete
-		}
+	f.key = countsKey(f.key[:0], f.partition)
+	h, found, err := f.hold(f.key, func() any { return new(PartitionCounts) })
+	if err != nil {
+		return nil, err
 	}
-	return f.counts, nil
+	c := h.rec.(*PartitionCounts)
+	if !found {
+		c.Aggregates = aggregatesBooks // the partition's first event: all its aggregates start complete
+	}
+	f.change(h)
+	return c, nil
 }
 
 // readerMeta is the reader's record, and whether it existed before this event.
 func (f *Folder) readerMeta(reader string) (*ReaderMeta, bool, error) {
-	if m, ok := f.metas[reader]; ok {
-		return m, true, nil
-	}
-	m := new(ReaderMeta)
-	found, err := loadFound(f.tx, metaKey(reader), m)
+	f.key = metaKey(f.key[:0], reader)
+	h, found, err := f.hold(f.key, func() any { return new(ReaderMeta) })
 	if err != nil {
 		return nil, false, err
 	}
-	f.metas[reader] = m
-	f.readers = append(f.readers, reader)
-	return m, found, nil
+	f.change(h)
+	return h.rec.(*ReaderMeta), found, nil
 }
 
-// slot is the reader's record of time slot n, known to be new when at or above ceiling.
+// slot is the reader's record of time slot n, known to be new when at or above ceiling: then
+// neither the Folder nor the store holds it.
 func (f *Folder) slot(reader string, n, ceiling int64) (*Slot, error) {
-	ref := slotRef{reader, n}
-	if s, ok := f.slots[ref]; ok {
-		return s, nil
-	}
-	s := new(Slot)
-	if !isNew(n, ceiling) {
-		if err := load(f.tx, slotKey(reader, n), s); err != nil {
+	f.key = slotKey(f.key[:0], reader, n)
+	var h *held
+	if isNew(n, ceiling) {
+		h = &held{key: string(f.key), rec: new(Slot)}
+		f.current[h.key] = h
+	} else {
+		var err error
+		if h, _, err = f.hold(f.key, func() any { return new(Slot) }); err != nil {
 			return nil, err
 		}
 	}
-	f.slots[ref] = s
-	return s, nil
+	f.change(h)
+	return h.rec.(*Slot), nil
 }
 
 // readerBook is the reader-book record, and whether it existed before this event.
 func (f *Folder) readerBook(reader, book string) (*ReaderBook, bool, error) {
-	k := reader + sep + book
-	if rb, ok := f.books[k]; ok {
-		return rb, true, nil
-	}
-	rb := new(ReaderBook)
-	found, err := loadFound(f.tx, readerBookKey(reader, book), rb)
+	f.key = readerBookKey(f.key[:0], reader, book)
+	h, found, err := f.hold(f.key, func() any { return new(ReaderBook) })
 	if err != nil {
 		return nil, false, err
 	}
-	f.books[k] = rb
-	f.pairs = append(f.pairs, rb)
-	return rb, found, nil
+	f.change(h)
+	return h.rec.(*ReaderBook), found, nil
 }
 
 // ApplyUnique folds one event into state, like Apply, for a caller that knows its id was never
@@ -146,8 +109,7 @@ func (f *Folder) readerBook(reader, book string) (*ReaderBook, bool, error) {
 // processor whose one source is a log that refuses ids it holds (eventlog.Pebble) knows that,
 // since each record of such a log is folded once (state and offset commit together).
 func (f *Folder) ApplyUnique(e *event.Event) error {
-	tx, partition := f.tx, f.partition
-	tx.Put(seenKey(e.Reader, e.ID), nil)
+	f.tx.Put(seenKey(f.key[:0], e.Reader, e.ID), nil)
 
 	counts, err := f.partitionCounts()
 	if err != nil {
@@ -191,7 +153,7 @@ func (f *Folder) ApplyUnique(e *event.Event) error {
 		if err := f.applyReading(rb, meta, e, at); err != nil {
 			return err
 		}
-		if err := markActive(tx, partition, meta, e.Reader, at); err != nil {
+		if err := f.markActive(meta, e.Reader, at); err != nil {
 			return err
 		}
 	}
@@ -207,7 +169,7 @@ func (f *Folder) ApplyUnique(e *event.Event) error {
 	case event.Sample:
 		rb.Sampled = minNonZero(rb.Sampled, at)
 	}
-	return moveBookShare(tx, partition, e.Reader, before, rb)
+	return f.moveBookShare(e.Reader, before, rb)
 }
 
 func (f *Folder) applyReading(rb *ReaderBook, meta *ReaderMeta, e *event.Event, at int64) error {
@@ -219,12 +181,12 @@ func (f *Folder) applyReading(rb *ReaderBook, meta *ReaderMeta, e *event.Event, 
 		// The book's start moved (first read, or a late event from before): move its trending entry.
 		if oldFirst != 0 {
 			tx.Delete(startKey(oldFirst/3_600_000, rb.Book, rb.Reader))
-			if err := addStart(tx, partition, rb.Book, oldFirst/3_600_000, -1); err != nil {
+			if err := f.addStart(rb.Book, oldFirst/3_600_000, -1); err != nil {
 				return err
 			}
 		}
 		tx.Put(startKey(rb.First/3_600_000, rb.Book, rb.Reader), nil)
-		if err := addStart(tx, partition, rb.Book, rb.First/3_600_000, 1); err != nil {
+		if err := f.addStart(rb.Book, rb.First/3_600_000, 1); err != nil {
 			return err
 		}
 	}
@@ -345,7 +307,7 @@ func minNonZero(a, b int64) int64 {
 // markActive records that the reader read on at's UTC day: the day's active key, and, the first
 // time, the day's count of active readers; and, when it is their latest reading day so far,
 // moves them into that day's count of readers last active then.
-func markActive(tx Tx, partition int, meta *ReaderMeta, reader string, at int64) error {
+func (f *Folder) markActive(meta *ReaderMeta, reader string, at int64) error {
 	day := dayNumber(at)
 	if day+1 == meta.LastActive {
 		return nil // active that day already: the common case
@@ -354,14 +316,14 @@ func markActive(tx Tx, partition int, meta *ReaderMeta, reader string, at int64)
 	ak := activeKey(dayString(at), reader)
 	if !known {
 		var err error
-		if _, seen, err = tx.Get(ak); err != nil {
+		if _, seen, err = f.tx.Get(ak); err != nil {
 			return err
 		}
 	}
 	if !seen {
-		tx.Put(ak, nil)
+		f.tx.Put(ak, nil)
 		meta.addActiveDay(day)
-		if err := addDaily(tx, dailyActive, day, partition, 1); err != nil {
+		if err := f.addDaily(dailyActive, day, 1); err != nil {
 			return err
 		}
 	}
@@ -369,34 +331,23 @@ func markActive(tx Tx, partition int, meta *ReaderMeta, reader string, at int64)
 		return nil
 	}
 	if meta.LastActive > 0 {
-		if err := addDaily(tx, dailyLast, meta.LastActive-1, partition, -1); err != nil {
+		if err := f.addDaily(dailyLast, meta.LastActive-1, -1); err != nil {
 			return err
 		}
 	}
 	meta.LastActive = day + 1
-	return addDaily(tx, dailyLast, day, partition, 1)
+	return f.addDaily(dailyLast, day, 1)
 }
 
-// addDaily adds n to a partition's daily aggregate, deleting it at zero so that an erased
-// reader's days leave nothing behind.
-func addDaily(tx Tx, kind byte, day int64, partition int, n int64) error {
-	k := dailyKey(kind, day, partition)
-	v, _, err := tx.Get(k)
+// addDaily adds n to the partition's count of a day (or hour) of a daily aggregate.
+func (f *Folder) addDaily(kind byte, day int64, n int64) error {
+	f.key = dailyKey(f.key[:0], kind, day, f.partition)
+	h, _, err := f.hold(f.key, func() any { return new(dailyCount) })
 	if err != nil {
 		return err
 	}
-	var c int64
-	if len(v) > 0 {
-		var read int
-		if c, read = binary.Varint(v); read <= 0 {
-			return fmt.Errorf("insights: corrupt daily count %q", k)
-		}
-	}
-	if c += n; c == 0 {
-		tx.Delete(k)
-	} else {
-		tx.Put(k, binary.AppendVarint(nil, c))
-	}
+	*h.rec.(*dailyCount) += dailyCount(n)
+	f.change(h)
 	return nil
 }
 

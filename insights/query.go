@@ -63,7 +63,7 @@ type ReaderInsights struct {
 // streaks); days is how many days of reading_by_day to return, ending on as_of's day.
 func ForReader(src state.Reader, readerID string, asOf time.Time, days int) (*ReaderInsights, error) {
 	var meta ReaderMeta
-	b, ok, err := src.Get(metaKey(readerID))
+	b, ok, err := src.Get(metaKey(nil, readerID))
 	if err != nil {
 		return nil, err
 	}
@@ -569,7 +569,7 @@ func Books(src state.Reader, reader string) ([]BookActivity, error) {
 		return nil, err
 	}
 	if len(out) == 0 {
-		if _, ok, err := src.Get(metaKey(reader)); err != nil || !ok {
+		if _, ok, err := src.Get(metaKey(nil, reader)); err != nil || !ok {
 			return nil, errors.Join(err, ErrNotFound)
 		}
 	}

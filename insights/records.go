@@ -202,19 +202,25 @@ const (
 const sep = "\x00"
 
 func readerPrefix(reader string) []byte { return []byte("r" + sep + reader + sep) }
-func metaKey(reader string) []byte      { return []byte("r" + sep + reader + sep + "m") }
-func readerBookKey(reader, book string) []byte {
-	return []byte("r" + sep + reader + sep + "b" + sep + book)
+
+// The keys a fold builds for every event are appended to dst, which a Folder reuses.
+func metaKey(dst []byte, reader string) []byte {
+	return append(append(append(dst, "r"+sep...), reader...), sep+"m"...)
+}
+func readerBookKey(dst []byte, reader, book string) []byte {
+	return append(append(append(append(dst, "r"+sep...), reader...), sep+"b"+sep...), book...)
 }
 func readerBooksPrefix(reader string) []byte { return []byte("r" + sep + reader + sep + "b" + sep) }
 func bookReaderKey(book, reader string) []byte {
 	return []byte("b" + sep + book + sep + "r" + sep + reader)
 }
 func bookReadersPrefix(book string) []byte { return []byte("b" + sep + book + sep + "r" + sep) }
-func seenKey(reader, id string) []byte     { return []byte("r" + sep + reader + sep + "e" + sep + id) }
-func slotsPrefix(reader string) []byte     { return []byte("r" + sep + reader + sep + "t" + sep) }
-func slotKey(reader string, slot int64) []byte {
-	k := append(make([]byte, 0, len(reader)+13), "r"+sep+reader+sep+"t"+sep...)
+func seenKey(dst []byte, reader, id string) []byte {
+	return append(append(append(append(dst, "r"+sep...), reader...), sep+"e"+sep...), id...)
+}
+func slotsPrefix(reader string) []byte { return []byte("r" + sep + reader + sep + "t" + sep) }
+func slotKey(dst []byte, reader string, slot int64) []byte {
+	k := append(append(append(dst, "r"+sep...), reader...), sep+"t"+sep...)
 	return binary.BigEndian.AppendUint64(k, uint64(slot))
 }
 func pageKey(reader, book string, page int) []byte {
@@ -241,8 +247,8 @@ func startKey(hour int64, book, reader string) []byte {
 
 var countsPrefix = []byte("p" + sep + "c" + sep)
 
-func countsKey(partition int) []byte {
-	return binary.BigEndian.AppendUint16(append([]byte(nil), countsPrefix...), uint16(partition))
+func countsKey(dst []byte, partition int) []byte {
+	return binary.BigEndian.AppendUint16(append(dst, countsPrefix...), uint16(partition))
 }
 
 // Daily aggregates, per partition, so that platform queries read a few keys per day instead of
@@ -257,8 +263,9 @@ const (
 )
 
 func dailyPrefix(kind byte) []byte { return []byte{'p', 0, kind, 0} }
-func dailyKey(kind byte, day int64, partition int) []byte {
-	return binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint64(dailyPrefix(kind), uint64(day)), uint16(partition))
+func dailyKey(dst []byte, kind byte, day int64, partition int) []byte {
+	dst = append(dst, 'p', 0, kind, 0)
+	return binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint64(dst, uint64(day)), uint16(partition))
 }
 
 // dayNumber is the UTC day of a moment, in days since 1970.

@@ -76,8 +76,8 @@ func (t *BookTrend) encode(e *encoder) { e.str(string(t.Weight.Bytes())); e.int(
 func (t *BookTrend) decode(d *decoder) { t.Weight.SetBytes([]byte(d.str())); t.Starts = d.int() }
 
 // trendKey holds a BookTrend, under the book so that one prefix scan reads every partition's.
-func trendKey(book string, partition int) []byte {
-	return binary.BigEndian.AppendUint16(trendsPrefix(book), uint16(partition))
+func trendKey(dst []byte, book string, partition int) []byte {
+	return partitionKey(append(append(append(dst, "b"+sep...), book...), sep+"w"+sep...), partition)
 }
 func trendsPrefix(book string) []byte { return []byte("b" + sep + book + sep + "w" + sep) }
 
@@ -87,27 +87,25 @@ func rankPrefix(partition int) []byte {
 
 // addStart adds (n = 1) or removes (n = −1) a start of book in the UTC hour h to the partition's
 // trending aggregates: the book's weight, its place in the ranking, and the hour's count.
-func addStart(tx Tx, partition int, book string, h int64, n int64) error {
-	k := trendKey(book, partition)
-	var t BookTrend
-	if err := load(tx, k, &t); err != nil {
+func (f *Folder) addStart(book string, h int64, n int64) error {
+	f.key = trendKey(f.key[:0], book, f.partition)
+	held, _, err := f.hold(f.key, func() any { return new(BookTrend) })
+	if err != nil {
 		return err
 	}
+	f.change(held)
+	t := held.rec.(*BookTrend)
 	old := new(big.Int).Set(&t.Weight)
 	if w := startWeight(h); n > 0 {
 		t.Weight.Add(&t.Weight, w)
 	} else {
 		t.Weight.Sub(&t.Weight, w)
 	}
-	if t.Starts += n; t.Starts == 0 {
-		tx.Delete(k)
-	} else {
-		tx.Put(k, encodeRecord(&t))
-	}
+	t.Starts += n
 	// The entry's count is the starts, so that a merge that meets the book in every ranking
 	// knows its totals without reading its records.
-	moveRank(tx, rankPrefix(partition), book, old, &t.Weight, t.Starts)
-	return addDaily(tx, hourlyStarts, h, partition, n)
+	moveRank(f.tx, rankPrefix(f.partition), book, old, &t.Weight, t.Starts)
+	return f.addDaily(hourlyStarts, h, n)
 }
 
 // TrendingBook is one entry of GET /v1/trending.

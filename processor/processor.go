@@ -65,7 +65,10 @@ type Processor struct {
 
 type partition struct {
 	// mu is held while a batch is read, folded and committed, and by Erase.
-	mu      sync.Mutex
+	mu sync.Mutex
+	// folder holds the partition's records between batches while a goroutine folds it (nil
+	// when none does); guarded by mu.
+	folder  *insights.Folder
 	owned   atomic.Bool
 	applied []atomic.Int64 // per source: the next offset, as committed
 }
@@ -154,6 +157,15 @@ func (p *Processor) partition(ctx context.Context, part int, untilEnd bool) erro
 	}
 	var w state.Writes
 	tx := &overlay{store: store, Overlay: state.Overlay{Base: store, Writes: &w}}
+	tx.folder = insights.NewFolder(tx, part)
+	pt.mu.Lock()
+	pt.folder = tx.folder
+	pt.mu.Unlock()
+	defer func() {
+		pt.mu.Lock()
+		pt.folder = nil
+		pt.mu.Unlock()
+	}()
 	for {
 		progressed, behind := false, false
 		for i := range p.sources {
@@ -193,6 +205,7 @@ func (p *Processor) batch(ctx context.Context, tx *overlay, part, source int, of
 	started := time.Now()
 	f, err := p.fold(ctx, tx, part, p.sources[source], recs)
 	if err != nil {
+		tx.folder.Forget()
 		pt.mu.Unlock()
 		return off, err
 	}
@@ -200,6 +213,8 @@ func (p *Processor) batch(ctx context.Context, tx *overlay, part, source int, of
 	err = tx.store.Commit(slot(source, part), next, tx.Writes)
 	if err == nil {
 		pt.applied[source].Store(next)
+	} else {
+		tx.folder.Forget() // it holds what the batch folded, which the store does not
 	}
 	pt.mu.Unlock()
 	if errors.Is(err, state.ErrNoSpace) {
@@ -277,7 +292,7 @@ func (p *Processor) fold(ctx context.Context, tx *overlay, part int, src eventlo
 		eventsTotal.WithLabelValues("corrupt").Add(corrupt)
 		eventsTotal.WithLabelValues("erased").Add(erasedN)
 	}()
-	folder := insights.NewFolder(tx, part)
+	folder := tx.folder
 	defer folder.Flush() // into tx's writes, before batch commits them
 	er, isEraser := src.(readerEraser)
 	// With mirrors, one event can arrive through two sources: only state knows it was applied.
@@ -300,6 +315,7 @@ func (p *Processor) fold(ctx context.Context, tx *overlay, part int, src eventlo
 				if _, err := insights.Erase(tx.store, tx.Writes, part, r.Reader); err != nil {
 					return folded{}, err
 				}
+				folder.Forget()
 				tx.Writes.MustBeDurable()
 				return folded{n: 1, shred: r.KeyID}, nil
 			}
@@ -388,6 +404,9 @@ func (p *Processor) Erase(ctx context.Context, reader string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	if pt.folder != nil {
+		pt.folder.Forget()
+	}
 	return found || records > 0, p.store.Commit(part, off, &w)
 }
 
@@ -456,6 +475,7 @@ func (p *Processor) Collect(ch chan<- prometheus.Metric) {
 type overlay struct {
 	store state.Store
 	state.Overlay
+	folder *insights.Folder // folds into it
 }
 
 // Metrics are the package's collectors, for the registry of the process that uses it. They count

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -103,6 +102,7 @@ func benchCmd(args []string) error {
 	fs.IntVar(&opts.Books, "books", opts.Books, "distinct books the events spread over")
 	fs.BoolVar(&opts.Kafka, "kafka", false, "also measure ingest into Kafka (an in-process kfake cluster) in each run")
 	fs.StringVar(&opts.Dir, "dir", "", "folder for the benchmark's data (default: the system temp folder)")
+	fs.StringVar(&opts.IngestProfile, "ingest-cpuprofile", "", "write a CPU profile of the first run's HTTP ingest with processing, from the first post until all is folded, to this file")
 	return runBench(fs, args, func(ctx context.Context) error {
 		runs, err := bench.Ingest(ctx, opts)
 		if err == nil {
@@ -180,7 +180,7 @@ func runBench(fs *flag.FlagSet, args []string, run func(ctx context.Context) err
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	stopProfile, err := startProfile(*cpuprofile)
+	stopProfile, err := bench.StartProfile(*cpuprofile)
 	if err != nil {
 		return err
 	}
@@ -188,20 +188,4 @@ func runBench(fs *flag.FlagSet, args []string, run func(ctx context.Context) err
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return run(ctx)
-}
-
-// startProfile starts a CPU profile to path (nothing when path is empty) and returns its stop.
-func startProfile(path string) (func(), error) {
-	if path == "" {
-		return func() {}, nil
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
