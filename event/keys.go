@@ -12,8 +12,10 @@ import (
 // client meant is never guessed: a key given twice in one object (decoders keep the last), a key
 // that differs from a field of the model only in case ("Reader" would override "reader"), and a
 // \u escape of half a surrogate pair (decoders turn it into U+FFFD, so two different ids would
-// become one). raw is valid JSON; the walk is one linear pass.
-func checkShape(raw []byte) *FieldError {
+// become one). It also reports whether the event has a top-level key that is no field of the
+// model (such keys go to props), or a shape the walk cannot follow: the fast path of Parse
+// leaves both to the slow one. raw was accepted by a JSON decoder; the walk is one linear pass.
+func checkShape(raw []byte) (others bool, ferr *FieldError) {
 	// The keys of the open objects, innermost last, and where each open container's keys start
 	// (-1 for an array): small arrays on the stack, as an event has a few dozen keys at most.
 	var keyBuf [48][]byte
@@ -22,6 +24,9 @@ func checkShape(raw []byte) *FieldError {
 	var known uint32                           // the model's fields seen at the top level, by fieldBit: most keys are these
 	escapes := bytes.IndexByte(raw, '\\') >= 0 // most events have none, and their strings end at the next quote
 	for i := 0; i < len(raw); i++ {
+		if c := raw[i]; len(starts) == 0 && (c == '}' || c == ']' || c == '"') {
+			return true, nil // outside the object: the decoder skipped a malformed value
+		}
 		switch raw[i] {
 		case '{':
 			starts = append(starts, len(keys))
@@ -41,7 +46,7 @@ func checkShape(raw []byte) *FieldError {
 			}
 			if hasEscape {
 				if off := loneSurrogate(raw[i:end]); off >= 0 {
-					return fieldErr(fieldAt(raw, i+off), CodeInvalid, "half a UTF-16 surrogate pair (\\u escape) at byte %d: it cannot stand for a character", i+off)
+					return false, fieldErr(fieldAt(raw, i+off), CodeInvalid, "half a UTF-16 surrogate pair (\\u escape) at byte %d: it cannot stand for a character", i+off)
 				}
 			}
 			if from := starts[len(starts)-1]; from >= 0 && isKey(raw, end) {
@@ -53,19 +58,20 @@ func checkShape(raw []byte) *FieldError {
 				}
 				if bit := fieldBit(key); bit != 0 && len(starts) == 1 {
 					if known&bit != 0 {
-						return fieldErr(string(key), CodeInvalid, "given twice in one object")
+						return false, fieldErr(string(key), CodeInvalid, "given twice in one object")
 					}
 					known |= bit
 				} else {
 					for _, k := range keys[from:] {
 						if bytes.Equal(k, key) {
-							return fieldErr(string(key), CodeInvalid, "given twice in one object")
+							return false, fieldErr(string(key), CodeInvalid, "given twice in one object")
 						}
 					}
 					if len(starts) == 1 {
 						if name := caseVariant(key); name != "" {
-							return fieldErr(string(key), CodeInvalid, "field names are lower case: did you mean %q?", name)
+							return false, fieldErr(string(key), CodeInvalid, "field names are lower case: did you mean %q?", name)
 						}
+						others = true
 					}
 					keys = append(keys, key)
 				}
@@ -73,7 +79,7 @@ func checkShape(raw []byte) *FieldError {
 			i = end - 1
 		}
 	}
-	return nil
+	return others, nil
 }
 
 // fieldBit is a field of the model's bit in checkShape's set, 0 for any other key. A switch on

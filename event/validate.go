@@ -80,21 +80,25 @@ func Parse(raw []byte, now time.Time) (Event, *FieldError) {
 		off := invalidUTF8Offset(raw)
 		return Event{}, fieldErr(fieldAt(raw, off), CodeUTF8, "invalid UTF-8 at byte %d of the event", off)
 	}
+	// The fast path: goccy decodes the model's fields from raw and skips any other, which the
+	// slow path keeps in props; checkShape reports those, and an event with any takes the slow
+	// path. So does anything goccy refuses, including anything after the object: the slow path
+	// says what is wrong, naming the field.
 	var w wire
-	dec := fastjson.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	// Anything after the object, even a stray '}' that dec.More would not report, goes to the slow
-	// path, which refuses it: checkShape below walks only valid JSON.
-	if t := bytes.TrimLeft(raw, " \t\r\n"); len(t) == 0 || t[0] != '{' || dec.Decode(&w) != nil ||
-		len(bytes.TrimLeft(raw[dec.InputOffset():], " \t\r\n")) != 0 {
-		// Slow path: extra fields go to props, and type errors get a message naming the field.
-		var ferr *FieldError
-		w, ferr = parseSlow(raw)
+	if t := bytes.TrimLeft(raw, " \t\r\n"); len(t) > 0 && t[0] == '{' && fastjson.Unmarshal(raw, &w) == nil {
+		others, ferr := checkShape(raw)
 		if ferr != nil {
 			return Event{}, ferr
 		}
+		if !others {
+			return w.validate(now)
+		}
 	}
-	if ferr := checkShape(raw); ferr != nil {
+	w, ferr := parseSlow(raw)
+	if ferr != nil {
+		return Event{}, ferr
+	}
+	if _, ferr := checkShape(raw); ferr != nil {
 		return Event{}, ferr
 	}
 	return w.validate(now)

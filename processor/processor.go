@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,11 @@ type Processor struct {
 	sources []eventlog.Log // log, then mirrors: source i of partition p commits to slot i×SlotStride+p
 	store   state.Store
 	parts   []partition
+	// folding holds a token per batch being folded and committed: one fewer than the cores (at
+	// least one), so that a core is left to the ingest handlers. Folding is throughput work that
+	// lag absorbs; an acknowledgement is what a client waits for, and with every core folding, a
+	// handler whose fsync had completed waited behind the processors' goroutines for a turn.
+	folding chan struct{}
 }
 
 type partition struct {
@@ -90,7 +96,7 @@ func New(log eventlog.Log, store state.Store, cfg Config) *Processor {
 		cfg.Logger = slog.Default()
 	}
 	p := &Processor{cfg: cfg, log: log, sources: append([]eventlog.Log{log}, cfg.Mirrors...), store: store,
-		parts: make([]partition, log.Partitions())}
+		parts: make([]partition, log.Partitions()), folding: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))}
 	for i := range p.parts {
 		p.parts[i].applied = make([]atomic.Int64, len(p.sources))
 	}
@@ -201,21 +207,8 @@ func (p *Processor) batch(ctx context.Context, tx *overlay, part, source int, of
 		pt.mu.Unlock()
 		return off, err
 	}
-	tx.Writes.Reset()
 	started := time.Now()
-	f, err := p.fold(ctx, tx, part, p.sources[source], recs)
-	if err != nil {
-		tx.folder.Forget()
-		pt.mu.Unlock()
-		return off, err
-	}
-	next := recs[f.n-1].Offset + 1
-	err = tx.store.Commit(slot(source, part), next, tx.Writes)
-	if err == nil {
-		pt.applied[source].Store(next)
-	} else {
-		tx.folder.Forget() // it holds what the batch folded, which the store does not
-	}
+	f, err := p.foldAndCommit(ctx, tx, part, source, recs)
 	pt.mu.Unlock()
 	if errors.Is(err, state.ErrNoSpace) {
 		// Nothing was written; the same batch is read and applied again once space returns.
@@ -231,7 +224,30 @@ func (p *Processor) batch(ctx context.Context, tx *overlay, part, source int, of
 		return off, err
 	}
 	p.traceFolds(ctx, part, recs[:f.n], started)
-	return next, p.shredAfterCommit(ctx, f)
+	return recs[f.n-1].Offset + 1, p.shredAfterCommit(ctx, f)
+}
+
+// foldAndCommit folds recs into tx and commits them with the offset after the last one folded,
+// holding a folding token meanwhile.
+func (p *Processor) foldAndCommit(ctx context.Context, tx *overlay, part, source int, recs []eventlog.Record) (folded, error) {
+	select {
+	case p.folding <- struct{}{}:
+	case <-ctx.Done():
+		return folded{}, ctx.Err()
+	}
+	defer func() { <-p.folding }()
+	tx.Writes.Reset()
+	f, err := p.fold(ctx, tx, part, p.sources[source], recs)
+	if err == nil {
+		next := recs[f.n-1].Offset + 1
+		if err = tx.store.Commit(slot(source, part), next, tx.Writes); err == nil {
+			p.parts[part].applied[source].Store(next)
+		}
+	}
+	if err != nil {
+		tx.folder.Forget() // it holds what the batch folded, which the store does not
+	}
+	return f, err
 }
 
 // traceFolds ends, for each traced record of a committed batch, a span that continues the trace
