@@ -4,6 +4,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/dogear-dev/dogear/event"
@@ -57,14 +60,18 @@ type Run struct {
 	AckP99        time.Duration
 	// HalfRateP50 and HalfRateP99 are ack latencies when the same bodies go to a fresh server
 	// at half of IngestEPS: the latency of a server that is not saturated.
-	HalfRateP50  time.Duration
-	HalfRateP99  time.Duration
-	ProcessedEPS float64 // events folded into state per second, from ingest start to lag 0
-	QueryP50     map[string]time.Duration
-	QueryP99     map[string]time.Duration
-	KafkaEPS     float64 // HTTP ingest acknowledged after Kafka acks=all (kfake, 3 brokers)
-	KafkaP50     time.Duration
-	KafkaP99     time.Duration
+	HalfRateP50 time.Duration
+	HalfRateP99 time.Duration
+	// HalfRateFsyncP99 is the event log's group commits' 99th percentile (write and fsync) in
+	// the half-rate phase, as the upper bound of its histogram bucket: the part of the ack
+	// latency the disk takes.
+	HalfRateFsyncP99 time.Duration
+	ProcessedEPS     float64 // events folded into state per second, from ingest start to lag 0
+	QueryP50         map[string]time.Duration
+	QueryP99         map[string]time.Duration
+	KafkaEPS         float64 // HTTP ingest acknowledged after Kafka acks=all (kfake, 3 brokers)
+	KafkaP50         time.Duration
+	KafkaP99         time.Duration
 }
 
 // Ingest runs the benchmark opts.Runs times and prints each run and the medians.
@@ -101,8 +108,8 @@ func Ingest(ctx context.Context, opts Options) ([]Run, error) {
 				return runs, err
 			}
 		}
-		fmt.Fprintf(opts.Out, "run %d/%d: baseline %.0f ev/s, null sink %.0f ev/s, ingest only %.0f ev/s, ingest %.0f ev/s (p50 %v, p99 %v; at half rate p50 %v, p99 %v), processed %.0f ev/s, kafka ingest %.0f ev/s\n",
-			r, opts.Runs, run.BaselineEPS, run.NullSinkEPS, run.IngestOnlyEPS, run.IngestEPS, run.AckP50, run.AckP99, run.HalfRateP50, run.HalfRateP99, run.ProcessedEPS, run.KafkaEPS)
+		fmt.Fprintf(opts.Out, "run %d/%d: baseline %.0f ev/s, null sink %.0f ev/s, ingest only %.0f ev/s, ingest %.0f ev/s (p50 %v, p99 %v; at half rate p50 %v, p99 %v, log commits p99 ≤ %v), processed %.0f ev/s, kafka ingest %.0f ev/s\n",
+			r, opts.Runs, run.BaselineEPS, run.NullSinkEPS, run.IngestOnlyEPS, run.IngestEPS, run.AckP50, run.AckP99, run.HalfRateP50, run.HalfRateP99, run.HalfRateFsyncP99, run.ProcessedEPS, run.KafkaEPS)
 		runs = append(runs, run)
 	}
 	return runs, nil
@@ -197,7 +204,7 @@ func once(ctx context.Context, opts Options, events [][]event.Event, bodies [][]
 	if err := srv.Shutdown(ctx); err != nil {
 		return run, err
 	}
-	run.HalfRateP50, run.HalfRateP99, err = halfRate(ctx, opts, bodies, run.IngestEPS/2)
+	run.HalfRateP50, run.HalfRateP99, run.HalfRateFsyncP99, err = halfRate(ctx, opts, bodies, run.IngestEPS/2)
 	return run, err
 }
 
@@ -276,6 +283,8 @@ func Report(w io.Writer, opts Options, runs []Run) {
 	fmt.Fprintf(w, "| ack latency p99 per batch | %.2f ms |\n", med(func(r Run) float64 { return ms(r.AckP99) }))
 	fmt.Fprintf(w, "| ack latency p50 / p99 per batch at half that rate | %.2f / %.2f ms |\n",
 		med(func(r Run) float64 { return ms(r.HalfRateP50) }), med(func(r Run) float64 { return ms(r.HalfRateP99) }))
+	fmt.Fprintf(w, "| the log's group commits (write + fsync) p99 at half that rate, bucket bound | ≤ %.1f ms |\n",
+		med(func(r Run) float64 { return ms(r.HalfRateFsyncP99) }))
 	fmt.Fprintf(w, "| ingest start to all folded into state | %.0f events/s |\n", med(func(r Run) float64 { return r.ProcessedEPS }))
 	if opts.Kafka {
 		fmt.Fprintf(w, "| HTTP ingest into Kafka (kfake, 3 brokers, acks=all) | %.0f events/s |\n", med(func(r Run) float64 { return r.KafkaEPS }))
@@ -353,18 +362,59 @@ func startServer(opts Options, prefix string, configure func(*server.Config)) (s
 }
 
 // halfRate posts the bodies to a fresh server at rate events/s and returns the ack latency's
-// median and 99th percentile.
-func halfRate(ctx context.Context, opts Options, bodies [][]byte, rate float64) (p50, p99 time.Duration, err error) {
+// median and 99th percentile, and the 99th percentile of the log's group commits meanwhile.
+func halfRate(ctx context.Context, opts Options, bodies [][]byte, rate float64) (p50, p99, fsyncP99 time.Duration, err error) {
 	srv, stopServer, err := startServer(opts, "bench-half-rate-", nil)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer stopServer()
+	before, err := fsyncBuckets()
+	if err != nil {
+		return 0, 0, 0, err
+	}
 	res, err := sendBodies(ctx, "http://"+srv.Addr()+"/v1/events", opts, rate, bodies)
 	if err != nil {
-		return 0, 0, fmt.Errorf("half-rate ingest: %w", err)
+		return 0, 0, 0, fmt.Errorf("half-rate ingest: %w", err)
 	}
-	return res.Percentile(0.5), res.Percentile(0.99), nil
+	after, err := fsyncBuckets()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	return res.Percentile(0.5), res.Percentile(0.99), bucketQuantile(before, after, 0.99), nil
+}
+
+// fsyncBuckets reads the cumulative buckets of the event log's group commit histogram
+// (dogear_eventlog_fsync_seconds), which counts process-wide.
+func fsyncBuckets() ([]*dto.Bucket, error) {
+	reg := prometheus.NewRegistry()
+	for _, c := range eventlog.Metrics {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range families {
+		if f.GetName() == "dogear_eventlog_fsync_seconds" {
+			return f.GetMetric()[0].GetHistogram().GetBucket(), nil
+		}
+	}
+	return nil, errors.New("bench: the event log exports no fsync histogram")
+}
+
+// bucketQuantile is the upper bound of the bucket holding the q quantile of what was observed
+// between two readings of one histogram's cumulative buckets.
+func bucketQuantile(before, after []*dto.Bucket, q float64) time.Duration {
+	total := after[len(after)-1].GetCumulativeCount() - before[len(before)-1].GetCumulativeCount()
+	for i, b := range after {
+		if n := b.GetCumulativeCount() - before[i].GetCumulativeCount(); total > 0 && float64(n) >= q*float64(total) {
+			return time.Duration(b.GetUpperBound() * float64(time.Second))
+		}
+	}
+	return time.Duration(after[len(after)-1].GetUpperBound() * float64(time.Second)) // beyond the last bound
 }
 
 // nullSink posts the bodies to a server that does only what no ingest can skip: it reads each

@@ -27,6 +27,9 @@ func NewGate(cfg Config) *Gate {
 	return &Gate{cfg: cfg, slots: make(chan struct{}, max(1, cfg.MaxInFlight))}
 }
 
+// Busy reports whether requests are in flight: acknowledgements are waiting.
+func (g *Gate) Busy() bool { return len(g.slots) > 0 }
+
 // Config returns the limits the gate enforces.
 func (g *Gate) Config() Config { return g.cfg }
 

@@ -49,6 +49,9 @@ type Config struct {
 	// Canonical, when set, names the book an event's book id (an ISBN, an ASIN) stands for, so
 	// that every name of one book folds into one (catalog.Catalog.Canonical).
 	Canonical func(book string) string
+	// Busy, when set, reports whether acknowledgements are waiting in this process (ingest
+	// requests in flight): folding then leaves them a core.
+	Busy func() bool
 	// Tracer, when set, ends a span for each folded record that arrived with a trace context.
 	Tracer trace.Tracer
 	Logger *slog.Logger
@@ -62,11 +65,12 @@ type Processor struct {
 	sources []eventlog.Log // log, then mirrors: source i of partition p commits to slot i×SlotStride+p
 	store   state.Store
 	parts   []partition
-	// folding holds a token per batch being folded and committed: one fewer than the cores (at
-	// least one), so that a core is left to the ingest handlers. Folding is throughput work that
-	// lag absorbs; an acknowledgement is what a client waits for, and with every core folding, a
-	// handler whose fsync had completed waited behind the processors' goroutines for a turn.
-	folding chan struct{}
+	// A batch is folded and committed holding a token: one of folding's, one fewer than the
+	// cores (at least one), or the spare one, taken only while Config.Busy reports no
+	// acknowledgements waiting. Folding is throughput work that lag absorbs; an acknowledgement
+	// is what a client waits for, and with every core folding, a handler whose fsync had
+	// completed waited behind the processors' goroutines for a turn.
+	folding, spare chan struct{}
 }
 
 type partition struct {
@@ -96,7 +100,10 @@ func New(log eventlog.Log, store state.Store, cfg Config) *Processor {
 		cfg.Logger = slog.Default()
 	}
 	p := &Processor{cfg: cfg, log: log, sources: append([]eventlog.Log{log}, cfg.Mirrors...), store: store,
-		parts: make([]partition, log.Partitions()), folding: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))}
+		parts: make([]partition, log.Partitions())}
+	cores := runtime.GOMAXPROCS(0)
+	p.folding = make(chan struct{}, max(1, cores-1))
+	p.spare = make(chan struct{}, cores-cap(p.folding))
 	for i := range p.parts {
 		p.parts[i].applied = make([]atomic.Int64, len(p.sources))
 	}
@@ -230,12 +237,11 @@ func (p *Processor) batch(ctx context.Context, tx *overlay, part, source int, of
 // foldAndCommit folds recs into tx and commits them with the offset after the last one folded,
 // holding a folding token meanwhile.
 func (p *Processor) foldAndCommit(ctx context.Context, tx *overlay, part, source int, recs []eventlog.Record) (folded, error) {
-	select {
-	case p.folding <- struct{}{}:
-	case <-ctx.Done():
-		return folded{}, ctx.Err()
+	token, err := p.takeToken(ctx)
+	if err != nil {
+		return folded{}, err
 	}
-	defer func() { <-p.folding }()
+	defer func() { <-token }()
 	tx.Writes.Reset()
 	f, err := p.fold(ctx, tx, part, p.sources[source], recs)
 	if err == nil {
@@ -248,6 +254,33 @@ func (p *Processor) foldAndCommit(ctx context.Context, tx *overlay, part, source
 		tx.folder.Forget() // it holds what the batch folded, which the store does not
 	}
 	return f, err
+}
+
+// takeToken waits for a folding token and returns the channel to give it back to.
+func (p *Processor) takeToken(ctx context.Context) (chan struct{}, error) {
+	for {
+		select {
+		case p.folding <- struct{}{}:
+			return p.folding, nil
+		default:
+		}
+		if p.cfg.Busy == nil || !p.cfg.Busy() {
+			select {
+			case p.spare <- struct{}{}:
+				return p.spare, nil
+			default:
+			}
+		}
+		// Every token is taken, or the spare is kept for acknowledgements: wait for one, and
+		// look at the spare again in a moment, since whether it is kept changes unannounced.
+		select {
+		case p.folding <- struct{}{}:
+			return p.folding, nil
+		case <-time.After(time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // traceFolds ends, for each traced record of a committed batch, a span that continues the trace

@@ -28,8 +28,12 @@ import (
 // partitions and lag at GET /v1/processor and in /readyz.
 func (s *Server) processRole(mux *http.ServeMux) error {
 	b := s.backends
-	s.proc = processor.New(b.log, b.state, processor.Config{Group: s.cfg.Group, Mirrors: b.mirrors, Shred: b.shredder,
-		Canonical: s.catalog.Canonical, Tracer: s.tracer(), Logger: s.cfg.Logger})
+	pcfg := processor.Config{Group: s.cfg.Group, Mirrors: b.mirrors, Shred: b.shredder,
+		Canonical: s.catalog.Canonical, Tracer: s.tracer(), Logger: s.cfg.Logger}
+	if s.cfg.has("ingest") {
+		pcfg.Busy = s.gate.Busy // the two roles share the cores
+	}
+	s.proc = processor.New(b.log, b.state, pcfg)
 	s.metrics.MustRegister(s.proc)
 	var failed atomic.Pointer[error]
 	s.background(func() {
@@ -58,9 +62,7 @@ func (s *Server) processRole(mux *http.ServeMux) error {
 // export and erasure over a sealed log (where erasure starts by appending a marker).
 func (s *Server) ingestRole(mux *http.ServeMux) error {
 	b := s.backends
-	icfg := s.cfg.Ingest
-	icfg.Limit = s.guard.AllowEvents
-	gate := ingest.NewGate(icfg)
+	gate := s.gate
 	mux.Handle("POST /v1/events", ingest.New(b.appendTo, gate, s.cfg.Logger))
 	segment.New(b.appendTo, gate, s.guard.CheckWriteKey, s.cfg.Logger).Register(mux)
 	if b.shredder != nil {

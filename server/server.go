@@ -17,6 +17,7 @@ import (
 	"github.com/dogear-dev/dogear/archive"
 	"github.com/dogear-dev/dogear/auth"
 	"github.com/dogear-dev/dogear/catalog"
+	"github.com/dogear-dev/dogear/ingest"
 	"github.com/dogear-dev/dogear/internal/httpjson"
 	"github.com/dogear-dev/dogear/kosync"
 	"github.com/dogear-dev/dogear/processor"
@@ -30,6 +31,7 @@ type Server struct {
 	backends *backends
 	catalog  *catalog.Catalog
 	guard    *auth.Guard
+	gate     *ingest.Gate // the ingest routes' limits, shared by all of them
 	metrics  *prometheus.Registry
 	checks   []check
 	status   []func(map[string]any)
@@ -92,6 +94,9 @@ func (s *Server) assemble() (*http.ServeMux, error) {
 	if s.guard, err = newGuard(s.cfg); err != nil {
 		return nil, err
 	}
+	icfg := s.cfg.Ingest
+	icfg.Limit = s.guard.AllowEvents
+	s.gate = ingest.NewGate(icfg)
 	ln, err := listen(s.cfg)
 	if err != nil {
 		return nil, err
