@@ -74,12 +74,12 @@ func (f *Folder) readerMeta(reader string) (*ReaderMeta, bool, error) {
 	return h.rec.(*ReaderMeta), found, nil
 }
 
-// slot is the reader's record of time slot n, known to be new when at or above ceiling: then
-// neither the Folder nor the store holds it.
-func (f *Folder) slot(reader string, n, ceiling int64) (*Slot, error) {
+// slot is the reader's record of time slot n, known not to exist when absent: then neither the
+// Folder nor the store holds it, and it is not looked for.
+func (f *Folder) slot(reader string, n int64, absent bool) (*Slot, error) {
 	f.key = slotKey(f.key[:0], reader, n)
 	var h *held
-	if isNew(n, ceiling) {
+	if absent {
 		h = &held{key: string(f.key), rec: new(Slot)}
 		f.current[h.key] = h
 	} else {
@@ -230,8 +230,11 @@ func (f *Folder) applyReading(rb *ReaderBook, meta *ReaderMeta, e *event.Event, 
 	}
 	rb.ReadMS += ms
 
+	// A slot is new above the reader's highest, and on a day they are known not to have read
+	// (ActiveDays): every reading event marks its day, and a slot lies within one UTC day.
 	n := e.Time.Unix() / slotSeconds
-	slot, err := f.slot(e.Reader, n, meta.NextSlot)
+	active, known := meta.activeOn(dayNumber(at))
+	slot, err := f.slot(e.Reader, n, isNew(n, meta.NextSlot) || known && !active)
 	if err != nil {
 		return err
 	}
