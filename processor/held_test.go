@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/dogear-dev/dogear/eventlog"
 	"github.com/dogear-dev/dogear/processor"
@@ -71,7 +70,7 @@ func TestHeldRecordsFollowErasuresAndRefusedCommits(t *testing.T) {
 	if _, err := log.Append(ctx, all[:2000]); err != nil {
 		t.Fatal(err)
 	}
-	caughtUp(t, log, store)
+	waitOffsets(t, store, map[int]eventlog.Log{0: log})
 	if store.armed.Load() != 0 {
 		t.Fatal("no commit was refused: the test proved less than it says")
 	}
@@ -81,7 +80,7 @@ func TestHeldRecordsFollowErasuresAndRefusedCommits(t *testing.T) {
 	if _, err := log.Append(ctx, second); err != nil {
 		t.Fatal(err)
 	}
-	caughtUp(t, log, store)
+	waitOffsets(t, store, map[int]eventlog.Log{0: log})
 	cancel()
 	if err := <-done; err != nil && err != context.Canceled {
 		t.Fatal(err)
@@ -105,26 +104,5 @@ func TestHeldRecordsFollowErasuresAndRefusedCommits(t *testing.T) {
 	}
 	if diff, err := state.Diff(st, ref); err != nil || diff != "" {
 		t.Fatalf("state differs from the events folded once without %s: %s %v", erased, diff, err)
-	}
-}
-
-// caughtUp waits until state's offsets reach the end of every partition of log.
-func caughtUp(t *testing.T, log eventlog.Log, st state.Store) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		behind := false
-		for p := range log.Partitions() {
-			end, _ := log.End(p)
-			if off, _ := st.Offset(p); off < end {
-				behind = true
-			}
-		}
-		if !behind {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the processor did not catch up")
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

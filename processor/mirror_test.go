@@ -63,7 +63,7 @@ func TestMirroredDuplicatesCountOnce(t *testing.T) {
 	go func() {
 		done <- processor.New(local, st, processor.Config{Group: "processors", Mirrors: []eventlog.Log{mirror}, Logger: quiet}).Run(gctx)
 	}()
-	waitOffsets(t, st, map[int]*eventlog.Kafka{0: local, 1: mirror})
+	waitOffsets(t, st, map[int]eventlog.Log{0: local, 1: mirror})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -83,8 +83,10 @@ func TestMirroredDuplicatesCountOnce(t *testing.T) {
 	}
 }
 
-// waitOffsets waits until state's offsets reach the end of every partition of every topic.
-func waitOffsets(t *testing.T, st state.Store, topics map[int]*eventlog.Kafka) {
+// waitOffsets waits until state's offsets reach the end of every partition of every log, each
+// committing to the slots of its source number.
+func waitOffsets(t *testing.T, st state.Store, topics map[int]eventlog.Log) {
+	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		behind := false
 		for ti, l := range topics {
@@ -100,7 +102,7 @@ func waitOffsets(t *testing.T, st state.Store, topics map[int]*eventlog.Kafka) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the group processor did not catch up")
+			t.Fatal("the processor did not catch up")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
