@@ -14,8 +14,8 @@ import (
 // What it holds is bounded by count, in two generations of heldPerGeneration records each: a
 // record used again moves from the older generation into the current one, and when the current
 // one is full, at the end of a batch, it becomes the older and the older is dropped. A record
-// takes about 300 bytes, so a partition holds about 5 MB at most, and the 16 partitions of an
-// embedded log about 80 MB (docs/benchmarks.md).
+// takes 300–400 bytes (BenchmarkHeldRecordBytes; its ids may keep their stored event alive), so
+// a partition holds 5–7 MB at most, and the 16 partitions of an embedded log about 100 MB.
 const heldPerGeneration = 8192
 
 // held is a record the Folder holds decoded (a record, or a *dailyCount), and whether the batch
