@@ -1,8 +1,10 @@
 package insights
 
 import (
+	"cmp"
 	"encoding/binary"
 	"math"
+	"slices"
 	"sort"
 	"time"
 
@@ -19,7 +21,10 @@ import (
 //     by bucket, and an index of who they are by hour. Abandonment depends on as_of (no reading
 //     for 30 days), so the query takes the unfinished starters and removes those who read since
 //     the cut-off: whole days after it from the day counts, the rest of the cut-off's day from
-//     the hour counts, and the readers of the cut-off's own hour one by one.
+//     the hour counts, and the readers of the cut-off's own hour one by one. A day's record holds
+//     its hours' counts too (dayCounts), so that a reader whose latest hour moves within a day
+//     changes a record the fold already holds, instead of looking up an hour's key that mostly
+//     does not exist. Partitions that began before that (aggregatesBooks) keep a key per hour.
 //
 // Every record is a sum of each reader's share, so a reader's new event moves their share from
 // what their record was to what it is, and an erasure takes it out.
@@ -166,8 +171,8 @@ func appendBookAggPrefix(dst []byte, book string, kind byte) []byte {
 const (
 	aggSummary   = 's'
 	aggFinishes  = 'f'
-	aggDays      = 'd' // + day + partition: unfinished starters by the day of their latest reading
-	aggHours     = 'u' // + hour + partition: and by its hour
+	aggDays      = 'd' // + day + partition: unfinished starters by the day of their latest reading (dayCounts)
+	aggHours     = 'u' // + hour + partition: and by its hour, in partitions from before dayCounts held hours
 	aggHourIndex = 'l' // + hour + reader: who they are
 )
 
@@ -234,12 +239,7 @@ func (f *Folder) moveBookShare(reader string, old, cur *ReaderBook) error {
 		return nil
 	}
 	if o.unfinished {
-		if moved || o.lastDay != c.lastDay {
-			if err := f.addLastCount(book, aggDays, o.lastDay, o.bucket, -1); err != nil {
-				return err
-			}
-		}
-		if err := f.addLastCount(book, aggHours, o.lastHour, o.bucket, -1); err != nil {
+		if err := f.addLast(book, o.lastDay, o.lastHour, o.bucket, moved || o.lastDay != c.lastDay, -1); err != nil {
 			return err
 		}
 		if !c.unfinished || c.lastHour != o.lastHour {
@@ -247,17 +247,62 @@ func (f *Folder) moveBookShare(reader string, old, cur *ReaderBook) error {
 		}
 	}
 	if c.unfinished {
-		if moved || o.lastDay != c.lastDay {
-			if err := f.addLastCount(book, aggDays, c.lastDay, c.bucket, 1); err != nil {
-				return err
-			}
-		}
-		if err := f.addLastCount(book, aggHours, c.lastHour, c.bucket, 1); err != nil {
+		if err := f.addLast(book, c.lastDay, c.lastHour, c.bucket, moved || o.lastDay != c.lastDay, 1); err != nil {
 			return err
 		}
 		f.tx.Put(hourIndexKey(book, c.lastHour, reader), nil)
 	}
 	return nil
+}
+
+// addLast adds n unfinished starters of a bucket whose latest reading fell on day and hour to
+// the hour's count, and to the day's when inDay.
+func (f *Folder) addLast(book string, day, hour int64, bucket int, inDay bool, n int64) error {
+	hoursInDays, err := f.keepsHoursInDays()
+	if err != nil {
+		return err
+	}
+	if !hoursInDays {
+		if inDay {
+			if err := f.dayCounts(book, day, func(d *dayCounts) { d.day[bucket] += n }); err != nil {
+				return err
+			}
+		}
+		f.key = lastCountsKey(f.key[:0], book, aggHours, hour, f.partition)
+		h, _, err := f.hold(f.key, func() any { return new(lastCounts) })
+		if err != nil {
+			return err
+		}
+		f.change(h)
+		h.rec.(*lastCounts)[bucket] += n
+		return nil
+	}
+	return f.dayCounts(book, day, func(d *dayCounts) {
+		if inDay {
+			d.day[bucket] += n
+		}
+		d.addHour(hour-day*24, bucket, n)
+	})
+}
+
+// dayCounts changes the record of a book's unfinished starters by their latest day.
+func (f *Folder) dayCounts(book string, day int64, change func(*dayCounts)) error {
+	f.key = lastCountsKey(f.key[:0], book, aggDays, day, f.partition)
+	h, _, err := f.hold(f.key, func() any { return new(dayCounts) })
+	if err != nil {
+		return err
+	}
+	f.change(h)
+	change(h.rec.(*dayCounts))
+	return nil
+}
+
+// keepsHoursInDays reports whether the partition keeps its hour counts in its day records: it
+// does when its first event was folded by a build that did (aggregatesHoursInDays). A partition
+// from before goes on with a key per hour, so that no hour's count is split between the two.
+func (f *Folder) keepsHoursInDays() (bool, error) {
+	c, err := f.partitionCounts()
+	return err == nil && c.Aggregates >= aggregatesHoursInDays, err
 }
 
 // lastCounts are the unfinished starters of a book whose latest reading fell on one day or hour,
@@ -276,15 +321,57 @@ func (d *lastCounts) decode(dec *decoder) {
 	}
 }
 
-func (f *Folder) addLastCount(book string, kind byte, t int64, bucket int, n int64) error {
-	f.key = lastCountsKey(f.key[:0], book, kind, t, f.partition)
-	h, _, err := f.hold(f.key, func() any { return new(lastCounts) })
-	if err != nil {
-		return err
+// dayCounts are the unfinished starters of a book whose latest reading fell on one day, by
+// bucket, and by the hour of that day (hours with none are left out). Records written before
+// hours were kept in them end after the day's counts.
+type dayCounts struct {
+	day   lastCounts
+	hours []hourCounts // by hour
+}
+
+type hourCounts struct {
+	hour   int64 // of the day, 0–23
+	counts lastCounts
+}
+
+func (d *dayCounts) addHour(hour int64, bucket int, n int64) {
+	i, found := slices.BinarySearchFunc(d.hours, hour, func(h hourCounts, hour int64) int { return cmp.Compare(h.hour, hour) })
+	if !found {
+		d.hours = slices.Insert(d.hours, i, hourCounts{hour: hour})
 	}
-	f.change(h)
-	h.rec.(*lastCounts)[bucket] += n
-	return nil
+	if d.hours[i].counts[bucket] += n; d.hours[i].counts == (lastCounts{}) {
+		d.hours = slices.Delete(d.hours, i, i+1)
+	}
+}
+
+func (d *dayCounts) encode(e *encoder) {
+	d.day.encode(e)
+	if len(d.hours) == 0 {
+		return // as records from before hours were kept here
+	}
+	e.int(int64(len(d.hours)))
+	for _, h := range d.hours {
+		e.int(h.hour)
+		h.counts.encode(e)
+	}
+}
+
+func (d *dayCounts) decode(dec *decoder) {
+	d.day.decode(dec)
+	d.hours = nil
+	if dec.err != nil || len(dec.b) == 0 {
+		return
+	}
+	n := dec.int()
+	if n < 0 || n > 24 {
+		dec.err = errCorrupt
+		return
+	}
+	d.hours = make([]hourCounts, n)
+	for i := range d.hours {
+		d.hours[i].hour = dec.int()
+		d.hours[i].counts.decode(dec)
+	}
 }
 
 // finishSlots counts finishers by the bucket of their hours to finish.
@@ -339,28 +426,52 @@ func bookFromAggregates(src state.Reader, book string, asOf time.Time, out *Book
 	cutoff := asOf.Add(-AbandonAfter).UnixMilli()
 	cutoffHour, nextDay := max(0, cutoff/3_600_000), dayNumber(cutoff)+1
 	abandoned := sum.Unfinished
-	subtract := func(kind byte, from, to int64) error {
+	take := func(d *lastCounts) {
+		for i, n := range d {
+			abandoned[i] -= n
+		}
+	}
+	scan := func(kind byte, from, to int64, fn func(v []byte) error) error {
 		prefix := bookAggPrefix(book, kind)
 		lower := binary.BigEndian.AppendUint64(append([]byte(nil), prefix...), uint64(from))
 		upper := state.PrefixEnd(prefix)
 		if to >= 0 {
 			upper = binary.BigEndian.AppendUint64(append([]byte(nil), prefix...), uint64(to))
 		}
-		return src.Scan(lower, upper, func(_, v []byte) error {
-			var d lastCounts
-			if err := decodeRecord(v, &d); err != nil {
-				return err
-			}
-			for i, n := range d {
-				abandoned[i] -= n
-			}
-			return nil
-		})
+		return src.Scan(lower, upper, func(_, v []byte) error { return fn(v) })
 	}
-	if err := subtract(aggDays, nextDay, -1); err != nil {
+	err = scan(aggDays, nextDay, -1, func(v []byte) error {
+		var d dayCounts
+		err := decodeRecord(v, &d)
+		take(&d.day)
+		return err
+	})
+	if err != nil {
 		return false, err
 	}
-	if err := subtract(aggHours, cutoffHour, nextDay*24); err != nil {
+	// The rest of the cut-off's day, by hour: in its day records, and under hour keys in
+	// partitions from before day records held hours.
+	cutoffDay := nextDay - 1
+	err = scan(aggDays, cutoffDay, nextDay, func(v []byte) error {
+		var d dayCounts
+		err := decodeRecord(v, &d)
+		for _, h := range d.hours {
+			if cutoffDay*24+h.hour >= cutoffHour {
+				take(&h.counts)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	err = scan(aggHours, cutoffHour, nextDay*24, func(v []byte) error {
+		var d lastCounts
+		err := decodeRecord(v, &d)
+		take(&d)
+		return err
+	})
+	if err != nil {
 		return false, err
 	}
 	indexPrefix := binary.BigEndian.AppendUint64(bookAggPrefix(book, aggHourIndex), uint64(cutoffHour))

@@ -27,6 +27,29 @@ func ReadEveryRecord() (restore func()) {
 	return func() { laterStartsTakenAway, laterReadersLookedUp = starts, readers }
 }
 
+// KeepHourKeys makes partitions that start until restore is called keep a key per hour of
+// unfinished starters, as builds before day records held hours did.
+func KeepHourKeys() (restore func()) {
+	firstAggregates = aggregatesBooks
+	return func() { firstAggregates = aggregatesHoursInDays }
+}
+
+// HourKeysOf lists the partitions with a key per hour of unfinished starters.
+func HourKeysOf(src state.Reader, books []string) (map[int]bool, error) {
+	parts := map[int]bool{}
+	for _, b := range books {
+		prefix := bookAggPrefix(b, aggHours)
+		err := state.ScanPrefix(src, prefix, func(k, _ []byte) error {
+			parts[int(binary.BigEndian.Uint16(k[len(k)-2:]))] = true
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return parts, nil
+}
+
 // AsBeforeCeilings gives the writes that turn the records of readers and their books into what a
 // build before NextPage, NextSlot and ActiveDays wrote: the same records without those last
 // fields, and a key for each page read instead of the pages in the record.

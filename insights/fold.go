@@ -49,6 +49,10 @@ func (f *Folder) Apply(e *event.Event) (bool, error) {
 	return true, nil
 }
 
+// firstAggregates is the level of aggregates a partition keeps from its first event; tests lower
+// it to make the state of earlier builds.
+var firstAggregates int64 = aggregatesHoursInDays
+
 func (f *Folder) partitionCounts() (*PartitionCounts, error) {
 	f.key = countsKey(f.key[:0], f.partition)
 	h, found, err := f.hold(f.key, func() any { return new(PartitionCounts) })
@@ -57,7 +61,7 @@ func (f *Folder) partitionCounts() (*PartitionCounts, error) {
 	}
 	c := h.rec.(*PartitionCounts)
 	if !found {
-		c.Aggregates = aggregatesBooks // the partition's first event: all its aggregates start complete
+		c.Aggregates = firstAggregates // the partition's first event: all its aggregates start complete
 	}
 	f.change(h)
 	return c, nil

@@ -33,6 +33,7 @@ type emptyRecord interface{ empty() bool }
 func (s *bookSummary) empty() bool { return s.Readers == 0 }
 func (f *finishSlots) empty() bool { return len(f.slots) == 0 }
 func (d *lastCounts) empty() bool  { return *d == lastCounts{} }
+func (d *dayCounts) empty() bool   { return d.day == lastCounts{} && len(d.hours) == 0 }
 func (t *BookTrend) empty() bool   { return t.Starts == 0 }
 func (c *dailyCount) empty() bool  { return *c == 0 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"testing"
 	"time"
@@ -434,5 +435,92 @@ func TestMonthlyActivesWithAClockAhead(t *testing.T) {
 	ps, err := insights.Platform(s, asOf)
 	if err != nil || ps.DAU != 1 || ps.MAU != 2 {
 		t.Fatalf("DAU %d MAU %d (%v), want 1 (bob) and 2 (ann, bob)", ps.DAU, ps.MAU, err)
+	}
+}
+
+// TestBookStatsOverBothHourLayouts folds half the partitions as builds did that kept a key per
+// hour of unfinished starters, and the rest with the hours in day records, then erases a reader
+// of each: book statistics from the aggregates still equal those from every reader's record, at
+// cut-offs across the hours of one day.
+func TestBookStatsOverBothHourLayouts(t *testing.T) {
+	end := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	events := loadgen.New(loadgen.Config{Readers: 60, Books: 10, Seed: 5, Start: end.Add(-60 * 24 * time.Hour), End: end}).Batch(4000)
+	rng := rand.New(rand.NewPCG(5, 8))
+	rng.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
+	var early, late []event.Event // of the even partitions, and of the odd ones
+	for _, e := range events {
+		if eventlog.PartitionFor(e.Reader, partitions)%2 == 0 {
+			early = append(early, e)
+		} else {
+			late = append(late, e)
+		}
+	}
+	// The even partitions start under the earlier layout and go on after the change.
+	restore := insights.KeepHourKeys()
+	s := fold(t, early[:len(early)/2], rng)
+	restore()
+	foldInto(t, s, append(early[len(early)/2:], late...), rng)
+
+	books := map[string]bool{}
+	for _, e := range events {
+		books[e.Book] = true
+	}
+	withHourKeys, err := insights.HourKeysOf(s, sortedKeys(books))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range partitions {
+		if withHourKeys[p] != (p%2 == 0) {
+			t.Fatalf("partition %d has hour keys: %v, want them in the even partitions only", p, withHourKeys[p])
+		}
+	}
+	for _, r := range []string{early[0].Reader, late[0].Reader} {
+		part := eventlog.PartitionFor(r, partitions)
+		var w state.Writes
+		if found, err := insights.Erase(s, &w, part, r); err != nil || !found {
+			t.Fatalf("erase %s: %v %v", r, found, err)
+		}
+		off, _ := s.Offset(part)
+		if err := s.Commit(part, off, &w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Cut-offs just before and just after readers' latest reading events, so that the readers of
+	// the cut-off's hour and of the rest of its day count on either side.
+	last := map[[2]string]time.Time{}
+	for _, e := range events {
+		if k := [2]string{e.Reader, e.Book}; e.Type.IsReading() && e.Time.After(last[k]) {
+			last[k] = e.Time
+		}
+	}
+	var cutoffs []time.Time
+	for _, at := range last {
+		if at.Minute() >= 10 && at.Minute() < 50 {
+			cutoffs = append(cutoffs, at.Add(-10*time.Minute), at.Add(10*time.Minute))
+		}
+	}
+	slices.SortFunc(cutoffs, time.Time.Compare)
+	abandoned := 0
+	for _, cutoff := range cutoffs[:min(len(cutoffs), 80)] {
+		asOf := cutoff.Add(insights.AbandonAfter)
+		for _, b := range sortedKeys(books) {
+			got, err := insights.Book(s, b, asOf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := insights.BookFromReaders(s, b, asOf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, _ := json.Marshal(got)
+			w, _ := json.Marshal(want)
+			if !bytes.Equal(g, w) {
+				t.Fatalf("book %s as of %s: from the aggregates\n%s\nfrom the readers\n%s", b, asOf, g, w)
+			}
+			abandoned += want.ReadersAbandoned
+		}
+	}
+	if abandoned == 0 {
+		t.Fatal("no reader abandoned any book at these cut-offs: the test compares nothing that moves")
 	}
 }

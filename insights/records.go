@@ -186,7 +186,8 @@ type PartitionCounts struct {
 	// Aggregates says which aggregates the partition kept from its first event, so that queries
 	// may use them: none (state folded before any existed, until a rebuild), the daily active
 	// counts (aggregatesDaily), and the trending weights (aggregatesTrending), and the book
-	// statistics (aggregatesBooks).
+	// statistics (aggregatesBooks), with their hour counts in day records
+	// (aggregatesHoursInDays).
 	Aggregates int64 `json:"-"`
 }
 
@@ -194,6 +195,8 @@ const (
 	aggregatesDaily    = 1
 	aggregatesTrending = 2
 	aggregatesBooks    = 3
+	// a level of aggregates the same queries use, only stored otherwise
+	aggregatesHoursInDays = 4
 )
 
 // Key layout. Ids cannot contain control characters, so \x00 separates components without
