@@ -258,7 +258,7 @@ func (f *Folder) moveBookShare(reader string, old, cur *ReaderBook) error {
 // addLast adds n unfinished starters of a bucket whose latest reading fell on day and hour to
 // the hour's count, and to the day's when inDay.
 func (f *Folder) addLast(book string, day, hour int64, bucket int, inDay bool, n int64) error {
-	hoursInDays, err := f.keepsHoursInDays()
+	hoursInDays, err := f.keeps(aggregatesHoursInDays)
 	if err != nil {
 		return err
 	}
@@ -295,14 +295,6 @@ func (f *Folder) dayCounts(book string, day int64, change func(*dayCounts)) erro
 	f.change(h)
 	change(h.rec.(*dayCounts))
 	return nil
-}
-
-// keepsHoursInDays reports whether the partition keeps its hour counts in its day records: it
-// does when its first event was folded by a build that did (aggregatesHoursInDays). A partition
-// from before goes on with a key per hour, so that no hour's count is split between the two.
-func (f *Folder) keepsHoursInDays() (bool, error) {
-	c, err := f.partitionCounts()
-	return err == nil && c.Aggregates >= aggregatesHoursInDays, err
 }
 
 // lastCounts are the unfinished starters of a book whose latest reading fell on one day or hour,

@@ -40,6 +40,16 @@ func Erase(src state.Reader, w *state.Writes, partition int, reader string) (boo
 				return err
 			}
 			books = append(books, rb)
+		case bytes.HasPrefix(rest, []byte("d"+sep)) && len(rest) == 10:
+			var d daySlots
+			if err := decodeRecord(v, &d); err != nil {
+				return err
+			}
+			for _, s := range d.slots {
+				counts.ReadingEvents -= s.Events
+			}
+			ms := int64(binary.BigEndian.Uint64(rest[2:])) * 86_400_000
+			days[dayString(ms)] = dayNumber(ms)
 		case bytes.HasPrefix(rest, []byte("t"+sep)) && len(rest) == 10:
 			var s Slot
 			if err := decodeRecord(v, &s); err != nil {

@@ -27,11 +27,12 @@ func ReadEveryRecord() (restore func()) {
 	return func() { laterStartsTakenAway, laterReadersLookedUp = starts, readers }
 }
 
-// KeepHourKeys makes partitions that start until restore is called keep a key per hour of
-// unfinished starters, as builds before day records held hours did.
-func KeepHourKeys() (restore func()) {
+// KeepKeysPerHourAndSlot makes partitions that start until restore is called keep a key per
+// hour of unfinished starters and per time slot of each reader, as builds did before day records
+// held them.
+func KeepKeysPerHourAndSlot() (restore func()) {
 	firstAggregates = aggregatesBooks
-	return func() { firstAggregates = aggregatesHoursInDays }
+	return func() { firstAggregates = aggregatesSlotsInDays }
 }
 
 // HourKeysOf lists the partitions with a key per hour of unfinished starters.
@@ -48,6 +49,16 @@ func HourKeysOf(src state.Reader, books []string) (map[int]bool, error) {
 		}
 	}
 	return parts, nil
+}
+
+// HasSlotKeys reports whether the reader's time slots are kept under a key each.
+func HasSlotKeys(src state.Reader, reader string) (bool, error) {
+	found := false
+	err := state.ScanPrefix(src, slotsPrefix(reader), func(_, _ []byte) error {
+		found = true
+		return state.ErrStop
+	})
+	return found, err
 }
 
 // AsBeforeCeilings gives the writes that turn the records of readers and their books into what a

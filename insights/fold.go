@@ -51,7 +51,7 @@ func (f *Folder) Apply(e *event.Event) (bool, error) {
 
 // firstAggregates is the level of aggregates a partition keeps from its first event; tests lower
 // it to make the state of earlier builds.
-var firstAggregates int64 = aggregatesHoursInDays
+var firstAggregates int64 = aggregatesSlotsInDays
 
 func (f *Folder) partitionCounts() (*PartitionCounts, error) {
 	f.key = countsKey(f.key[:0], f.partition)
@@ -67,6 +67,14 @@ func (f *Folder) partitionCounts() (*PartitionCounts, error) {
 	return c, nil
 }
 
+// keeps reports whether the partition keeps the aggregates of a level: it does when its first
+// event was folded by a build that did. A partition from before goes on as it began, so that no
+// count is split between two layouts.
+func (f *Folder) keeps(level int64) (bool, error) {
+	c, err := f.partitionCounts()
+	return err == nil && c.Aggregates >= level, err
+}
+
 // readerMeta is the reader's record, and whether it existed before this event.
 func (f *Folder) readerMeta(reader string) (*ReaderMeta, bool, error) {
 	f.key = metaKey(f.key[:0], reader)
@@ -78,22 +86,48 @@ func (f *Folder) readerMeta(reader string) (*ReaderMeta, bool, error) {
 	return h.rec.(*ReaderMeta), found, nil
 }
 
-// slot is the reader's record of time slot n, known not to exist when absent: then neither the
-// Folder nor the store holds it, and it is not looked for.
-func (f *Folder) slot(reader string, n int64, absent bool) (*Slot, error) {
-	f.key = slotKey(f.key[:0], reader, n)
-	var h *held
-	if absent {
-		h = &held{key: string(f.key), rec: new(Slot)}
-		f.current[h.key] = h
-	} else {
-		var err error
-		if h, _, err = f.hold(f.key, func() any { return new(Slot) }); err != nil {
-			return nil, err
+// holdKnown is hold for a record known not to exist when absent: then neither the Folder nor the
+// store holds it, and it is not looked for.
+func (f *Folder) holdKnown(key []byte, absent bool, fresh func() any) (*held, error) {
+	if !absent {
+		h, _, err := f.hold(key, fresh)
+		return h, err
+	}
+	h := &held{key: string(key), rec: fresh()}
+	f.current[h.key] = h
+	return h, nil
+}
+
+// addSlot adds an event and ms of reading to the reader's time slot n, which lies on day: in
+// the day's record, or, in partitions that began before those, under the slot's own key. A
+// record is known to be new above the reader's highest slot, and on a day they are known not to
+// have read (ActiveDays): every reading event marks its day, and a slot lies within one UTC day.
+func (f *Folder) addSlot(meta *ReaderMeta, reader string, n, day, ms int64) error {
+	slotsInDays, err := f.keeps(aggregatesSlotsInDays)
+	if err != nil {
+		return err
+	}
+	active, known := meta.activeOn(day)
+	if !slotsInDays {
+		f.key = slotKey(f.key[:0], reader, n)
+		h, err := f.holdKnown(f.key, isNew(n, meta.NextSlot) || known && !active, func() any { return new(Slot) })
+		if err != nil {
+			return err
 		}
+		f.change(h)
+		s := h.rec.(*Slot)
+		s.MS += ms
+		s.Events++
+		return nil
+	}
+	f.key = daySlotsKey(f.key[:0], reader, day)
+	h, err := f.holdKnown(f.key, isNew(day*slotsPerDay, meta.NextSlot) || known && !active, func() any { return new(daySlots) })
+	if err != nil {
+		return err
 	}
 	f.change(h)
-	return h.rec.(*Slot), nil
+	h.rec.(*daySlots).add(n-day*slotsPerDay, ms)
+	return nil
 }
 
 // readerBook is the reader-book record, and whether it existed before this event.
@@ -234,17 +268,11 @@ func (f *Folder) applyReading(rb *ReaderBook, meta *ReaderMeta, e *event.Event, 
 	}
 	rb.ReadMS += ms
 
-	// A slot is new above the reader's highest, and on a day they are known not to have read
-	// (ActiveDays): every reading event marks its day, and a slot lies within one UTC day.
 	n := e.Time.Unix() / slotSeconds
-	active, known := meta.activeOn(dayNumber(at))
-	slot, err := f.slot(e.Reader, n, isNew(n, meta.NextSlot) || known && !active)
-	if err != nil {
+	if err := f.addSlot(meta, e.Reader, n, dayNumber(at), ms); err != nil {
 		return err
 	}
 	meta.NextSlot = raise(meta.NextSlot, n)
-	slot.MS += ms
-	slot.Events++
 	return nil
 }
 

@@ -3,6 +3,7 @@ package insights_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -438,11 +439,12 @@ func TestMonthlyActivesWithAClockAhead(t *testing.T) {
 	}
 }
 
-// TestBookStatsOverBothHourLayouts folds half the partitions as builds did that kept a key per
-// hour of unfinished starters, and the rest with the hours in day records, then erases a reader
-// of each: book statistics from the aggregates still equal those from every reader's record, at
-// cut-offs across the hours of one day.
-func TestBookStatsOverBothHourLayouts(t *testing.T) {
+// TestAggregatesOverBothLayouts folds half the partitions as builds did that kept a key per hour
+// of unfinished starters and per time slot of a reader, and the rest with those in day records,
+// then erases a reader of each. Book statistics from the aggregates still equal those from every
+// reader's record, at cut-offs across the hours of one day, and every reader's insights equal
+// those of the same events folded in the earlier layout alone.
+func TestAggregatesOverBothLayouts(t *testing.T) {
 	end := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	events := loadgen.New(loadgen.Config{Readers: 60, Books: 10, Seed: 5, Start: end.Add(-60 * 24 * time.Hour), End: end}).Batch(4000)
 	rng := rand.New(rand.NewPCG(5, 8))
@@ -456,8 +458,9 @@ func TestBookStatsOverBothHourLayouts(t *testing.T) {
 		}
 	}
 	// The even partitions start under the earlier layout and go on after the change.
-	restore := insights.KeepHourKeys()
+	restore := insights.KeepKeysPerHourAndSlot()
 	s := fold(t, early[:len(early)/2], rng)
+	before := fold(t, events, rng)
 	restore()
 	foldInto(t, s, append(early[len(early)/2:], late...), rng)
 
@@ -474,15 +477,47 @@ func TestBookStatsOverBothHourLayouts(t *testing.T) {
 			t.Fatalf("partition %d has hour keys: %v, want them in the even partitions only", p, withHourKeys[p])
 		}
 	}
-	for _, r := range []string{early[0].Reader, late[0].Reader} {
+	erased := map[string]bool{early[0].Reader: true, late[0].Reader: true}
+	for r := range erased {
 		part := eventlog.PartitionFor(r, partitions)
-		var w state.Writes
-		if found, err := insights.Erase(s, &w, part, r); err != nil || !found {
-			t.Fatalf("erase %s: %v %v", r, found, err)
+		for _, st := range []state.Store{s, before} {
+			var w state.Writes
+			if found, err := insights.Erase(st, &w, part, r); err != nil || !found {
+				t.Fatalf("erase %s: %v %v", r, found, err)
+			}
+			off, _ := st.Offset(part)
+			if err := st.Commit(part, off, &w); err != nil {
+				t.Fatal(err)
+			}
 		}
-		off, _ := s.Offset(part)
-		if err := s.Commit(part, off, &w); err != nil {
+	}
+	readers := map[string]bool{}
+	for _, e := range events {
+		readers[e.Reader] = true
+	}
+	for _, r := range sortedKeys(readers) {
+		slotKeys, err := insights.HasSlotKeys(s, r)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if even := eventlog.PartitionFor(r, partitions)%2 == 0; slotKeys != (even && !erased[r]) {
+			t.Fatalf("reader %s (partition %d) has slot keys: %v", r, eventlog.PartitionFor(r, partitions), slotKeys)
+		}
+		got, err := insights.ForReader(s, r, end, 90)
+		want, err2 := insights.ForReader(before, r, end, 90)
+		if erased[r] {
+			if !errors.Is(err, insights.ErrNotFound) || !errors.Is(err2, insights.ErrNotFound) {
+				t.Fatalf("erased reader %s: %v, %v", r, err, err2)
+			}
+			continue
+		}
+		if err != nil || err2 != nil {
+			t.Fatal(err, err2)
+		}
+		g, _ := json.Marshal(got)
+		w, _ := json.Marshal(want)
+		if !bytes.Equal(g, w) {
+			t.Fatalf("reader %s: over both layouts\n%s\nin the earlier one\n%s", r, g, w)
 		}
 	}
 	// Cut-offs just before and just after readers' latest reading events, so that the readers of

@@ -86,19 +86,34 @@ func ForReader(src state.Reader, readerID string, asOf time.Time, days int) (*Re
 	msByDay := map[civil]int64{}
 	active := map[civil]bool{}
 	var total int64
-	err = state.ScanPrefix(src, slotsPrefix(readerID), func(k, v []byte) error {
-		var s Slot
-		if err := decodeRecord(v, &s); err != nil {
-			return err
-		}
-		slot := int64(binary.BigEndian.Uint64(k[len(k)-8:]))
+	addSlot := func(slot int64, s *Slot) {
 		d := civilOf(time.Unix(slot*slotSeconds, 0).In(loc))
 		msByDay[d] += s.MS
 		total += s.MS
 		if s.Events > 0 {
 			active[d] = true
 		}
+	}
+	err = state.ScanPrefix(src, daySlotsPrefix(readerID), func(k, v []byte) error {
+		var d daySlots
+		if err := decodeRecord(v, &d); err != nil {
+			return err
+		}
+		day := int64(binary.BigEndian.Uint64(k[len(k)-8:]))
+		for i := range d.slots {
+			addSlot(day*slotsPerDay+d.slots[i].slot, &d.slots[i].Slot)
+		}
 		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Slots under their own keys, in partitions that began before day records held them.
+	err = state.ScanPrefix(src, slotsPrefix(readerID), func(k, v []byte) error {
+		var s Slot
+		err := decodeRecord(v, &s)
+		addSlot(int64(binary.BigEndian.Uint64(k[len(k)-8:])), &s)
+		return err
 	})
 	if err != nil {
 		return nil, err

@@ -174,7 +174,49 @@ type Slot struct {
 	Events int64
 }
 
-const slotSeconds = 15 * 60
+const (
+	slotSeconds = 15 * 60
+	slotsPerDay = 86400 / slotSeconds
+)
+
+// daySlots is a reader's reading in one UTC day, by the time slots of the day that have any, in
+// order: one record, read and written once for a day's reading instead of once per slot.
+type daySlots struct{ slots []daySlot }
+
+type daySlot struct {
+	slot int64 // of the day
+	Slot
+}
+
+func (d *daySlots) add(slot, ms int64) {
+	i, found := slices.BinarySearchFunc(d.slots, slot, func(s daySlot, slot int64) int { return cmp.Compare(s.slot, slot) })
+	if !found {
+		d.slots = slices.Insert(d.slots, i, daySlot{slot: slot})
+	}
+	d.slots[i].MS += ms
+	d.slots[i].Events++
+}
+
+func (d *daySlots) encode(e *encoder) {
+	e.int(int64(len(d.slots)))
+	for _, s := range d.slots {
+		e.int(s.slot)
+		s.Slot.encode(e)
+	}
+}
+
+func (d *daySlots) decode(dec *decoder) {
+	n := dec.int()
+	if n < 0 || n > slotsPerDay {
+		dec.err = errCorrupt
+		return
+	}
+	d.slots = make([]daySlot, n)
+	for i := range d.slots {
+		d.slots[i].slot = dec.int()
+		d.slots[i].Slot.decode(dec)
+	}
+}
 
 // PartitionCounts are per-partition totals; summed over partitions they are platform totals
 // (served as the totals of GET /v1/stats, hence the JSON names).
@@ -187,7 +229,8 @@ type PartitionCounts struct {
 	// may use them: none (state folded before any existed, until a rebuild), the daily active
 	// counts (aggregatesDaily), and the trending weights (aggregatesTrending), and the book
 	// statistics (aggregatesBooks), with their hour counts in day records
-	// (aggregatesHoursInDays).
+	// (aggregatesHoursInDays). From aggregatesSlotsInDays on, the reader's time slots are kept
+	// in a record per day too.
 	Aggregates int64 `json:"-"`
 }
 
@@ -197,6 +240,7 @@ const (
 	aggregatesBooks    = 3
 	// a level of aggregates the same queries use, only stored otherwise
 	aggregatesHoursInDays = 4
+	aggregatesSlotsInDays = 5
 )
 
 // Key layout. Ids cannot contain control characters, so \x00 separates components without
@@ -225,6 +269,11 @@ func slotsPrefix(reader string) []byte { return []byte("r" + sep + reader + sep 
 func slotKey(dst []byte, reader string, slot int64) []byte {
 	k := append(append(append(dst, "r"+sep...), reader...), sep+"t"+sep...)
 	return binary.BigEndian.AppendUint64(k, uint64(slot))
+}
+func daySlotsPrefix(reader string) []byte { return []byte("r" + sep + reader + sep + "d" + sep) }
+func daySlotsKey(dst []byte, reader string, day int64) []byte {
+	k := append(append(append(dst, "r"+sep...), reader...), sep+"d"+sep...)
+	return binary.BigEndian.AppendUint64(k, uint64(day))
 }
 func pageKey(reader, book string, page int) []byte {
 	k := append(make([]byte, 0, len(reader)+len(book)+10), "r"+sep+reader+sep+"p"+sep+book+sep...)
