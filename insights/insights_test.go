@@ -365,19 +365,7 @@ func TestPlatformAggregates(t *testing.T) {
 	}
 	for _, asOf := range []time.Time{mid, mid.Add(7 * time.Hour), mid.Add(19*time.Hour + 30*time.Minute), end, end.Add(40 * 24 * time.Hour)} {
 		for _, b := range sortedKeys(books) {
-			got, err := insights.Book(s, b, asOf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err := insights.BookFromReaders(s, b, asOf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			g, _ := json.Marshal(got)
-			w, _ := json.Marshal(want)
-			if !bytes.Equal(g, w) {
-				t.Fatalf("book %s as of %s: from the aggregates\n%s\nfrom the readers\n%s", b, asOf, g, w)
-			}
+			bookFromAggregatesAsFromReaders(t, s, b, asOf)
 		}
 	}
 	var w state.Writes
@@ -539,23 +527,30 @@ func TestAggregatesOverBothLayouts(t *testing.T) {
 	for _, cutoff := range cutoffs[:min(len(cutoffs), 80)] {
 		asOf := cutoff.Add(insights.AbandonAfter)
 		for _, b := range sortedKeys(books) {
-			got, err := insights.Book(s, b, asOf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err := insights.BookFromReaders(s, b, asOf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			g, _ := json.Marshal(got)
-			w, _ := json.Marshal(want)
-			if !bytes.Equal(g, w) {
-				t.Fatalf("book %s as of %s: from the aggregates\n%s\nfrom the readers\n%s", b, asOf, g, w)
-			}
-			abandoned += want.ReadersAbandoned
+			abandoned += bookFromAggregatesAsFromReaders(t, s, b, asOf).ReadersAbandoned
 		}
 	}
 	if abandoned == 0 {
 		t.Fatal("no reader abandoned any book at these cut-offs: the test compares nothing that moves")
 	}
+}
+
+// bookFromAggregatesAsFromReaders checks that a book's statistics from the aggregates equal those
+// from every reader's record, and returns them.
+func bookFromAggregatesAsFromReaders(t *testing.T, s state.Reader, book string, asOf time.Time) *insights.BookStats {
+	t.Helper()
+	got, err := insights.Book(s, book, asOf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := insights.BookFromReaders(s, book, asOf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := json.Marshal(got)
+	w, _ := json.Marshal(want)
+	if !bytes.Equal(g, w) {
+		t.Fatalf("book %s as of %s: from the aggregates\n%s\nfrom the readers\n%s", book, asOf, g, w)
+	}
+	return want
 }
