@@ -238,7 +238,7 @@ const (
 	aggregatesDaily    = 1
 	aggregatesTrending = 2
 	aggregatesBooks    = 3
-	// a level of aggregates the same queries use, only stored otherwise
+	// the same aggregates in fewer keys: hours and slots in records per day
 	aggregatesHoursInDays = 4
 	aggregatesSlotsInDays = 5
 )
