@@ -43,6 +43,7 @@ func (f *Folder) Apply(e *event.Event) (bool, error) {
 	if _, seen, err := f.tx.Get(f.key); err != nil || seen {
 		return false, err
 	}
+	f.tx.Put(f.key, nil)
 	if err := f.ApplyUnique(e); err != nil {
 		return false, err
 	}
@@ -141,14 +142,15 @@ func (f *Folder) readerBook(reader, book string) (*ReaderBook, bool, error) {
 	return h.rec.(*ReaderBook), found, nil
 }
 
-// ApplyUnique folds one event into state, like Apply, for a caller that knows its id was never
-// applied before, and so skips looking it up; it still records the id, so that state is the same
-// whichever way it was built and a later source with duplicates is deduplicated against it. A
-// processor whose one source is a log that refuses ids it holds (eventlog.Pebble) knows that,
-// since each record of such a log is folded once (state and offset commit together).
+// ApplyUnique folds one event into state, like Apply, for a caller that knows no event with its
+// id was applied before or ever will be, and so neither looks the id up nor records it. A
+// processor whose one source is a log that refuses ids it holds (eventlog.Pebble) knows that:
+// each record of such a log is folded once (state and offset commit together), and the embedded
+// state is folded from the embedded log alone (server refuses mirrors and shared state beside
+// it). Not recording ids is most of what ApplyUnique saves: a key per event made the state's
+// memtable and its compactions grow with the event count, and cost more than the rest of a
+// fold's writes (docs/benchmarks.md). A store that mixes both ways must use Apply throughout.
 func (f *Folder) ApplyUnique(e *event.Event) error {
-	f.tx.Put(seenKey(f.key[:0], e.Reader, e.ID), nil)
-
 	counts, err := f.partitionCounts()
 	if err != nil {
 		return err

@@ -2,8 +2,6 @@ package processor_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -35,7 +33,6 @@ func (s *overlapStore) Commit(slot int, offset int64, w *state.Writes) error {
 // otherwise two, one per core.
 func TestFoldingLeavesACoreToAcknowledgements(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	all := entries(t, 2000, 13)
 	for _, c := range []struct {
 		busy bool

@@ -2,8 +2,6 @@ package processor_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"sync/atomic"
 	"testing"
 
@@ -35,7 +33,6 @@ func (s *refusingStore) Commit(slot int, offset int64, w *state.Writes) error {
 // one folded once from the same events without the erased reader.
 func TestHeldRecordsFollowErasuresAndRefusedCommits(t *testing.T) {
 	ctx := context.Background()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	all := entries(t, 4000, 11)
 	erased := all[0].Key
 	var second, kept []eventlog.Entry // the second wave; every event but the erased reader's

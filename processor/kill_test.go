@@ -3,8 +3,6 @@ package processor_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -51,7 +49,6 @@ func (s *killingStore) Commit(slot int, offset int64, w *state.Writes) error {
 // foldInChild is what the child process runs: fold the log in LOG_DIR into the state in
 // STATE_DIR, killing itself at a commit as the environment says.
 func foldInChild(t *testing.T) {
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	log, err := eventlog.OpenPebble(os.Getenv("DOGEAR_KILL_LOG"), 0, 8<<20)
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +125,6 @@ func TestKillAroundAStateCommitAppliesNothingTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer log.Close()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if err := processor.New(log, st, processor.Config{Logger: quiet}).CatchUp(context.Background()); err != nil {
 		t.Fatal(err)
 	}

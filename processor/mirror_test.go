@@ -15,6 +15,9 @@ import (
 	"github.com/dogear-dev/dogear/state"
 )
 
+// quiet is the logger of the package's processors: tests read state, not logs.
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
 func entries(t *testing.T, n int, seed uint64) []eventlog.Entry {
 	end := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	evs := loadgen.New(loadgen.Config{Readers: 30, Books: 15, Seed: seed, Start: end.Add(-20 * 24 * time.Hour), End: end}).Batch(n)
@@ -30,7 +33,6 @@ func entries(t *testing.T, n int, seed uint64) []eventlog.Entry {
 // reading both: the state equals folding each event once.
 func TestMirroredDuplicatesCountOnce(t *testing.T) {
 	ctx := context.Background()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(3))
 	if err != nil {
 		t.Fatal(err)
@@ -53,34 +55,42 @@ func TestMirroredDuplicatesCountOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The reference: every event once, through one topic. Both fold with Apply, which records ids.
+	once := open("once")
+	if _, err := once.Append(ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	ref := foldTopics(t, once)
+	st := foldTopics(t, local, mirror)
+	if diff, err := state.Diff(st, ref); err != nil || diff != "" {
+		t.Fatalf("mirrored copies changed state: %s %v", diff, err)
+	}
+}
+
+// foldTopics folds logs, the first the local one and the others mirrors, into a new store with a
+// consumer-group processor, and returns the store once it has folded them to their ends.
+func foldTopics(t *testing.T, local eventlog.Log, mirrors ...eventlog.Log) state.Store {
+	t.Helper()
 	st, err := state.OpenPebble(t.TempDir(), 8<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	gctx, cancel := context.WithCancel(ctx)
+	t.Cleanup(func() { st.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- processor.New(local, st, processor.Config{Group: "processors", Mirrors: []eventlog.Log{mirror}, Logger: quiet}).Run(gctx)
+		done <- processor.New(local, st, processor.Config{Group: "processors", Mirrors: mirrors, Logger: quiet}).Run(ctx)
 	}()
-	waitOffsets(t, st, map[int]eventlog.Log{0: local, 1: mirror})
+	topics := map[int]eventlog.Log{0: local}
+	for i, m := range mirrors {
+		topics[i+1] = m
+	}
+	waitOffsets(t, st, topics)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-
-	// The reference: every event once, through the embedded log and processor.
-	elog, _ := eventlog.OpenPebble(t.TempDir(), 4, 8<<20)
-	defer elog.Close()
-	elog.Append(ctx, all)
-	ref, _ := state.OpenPebble(t.TempDir(), 8<<20)
-	defer ref.Close()
-	if err := processor.New(elog, ref, processor.Config{Logger: quiet}).CatchUp(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if diff, err := state.Diff(st, ref); err != nil || diff != "" {
-		t.Fatalf("mirrored copies changed state: %s %v", diff, err)
-	}
+	return st
 }
 
 // waitOffsets waits until state's offsets reach the end of every partition of every log, each
