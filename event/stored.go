@@ -194,8 +194,7 @@ func Decode(b []byte) (Event, error) {
 	case len(b) == 0:
 		return e, errors.New("event: empty stored event")
 	case b[0] == '{':
-		err := fastjson.Unmarshal(b, &e)
-		return e, err
+		return decodeJSON(b)
 	case b[0] != storedVersion:
 		return e, fmt.Errorf("event: stored form version %d is not known to this dogear (it reads 1)", b[0])
 	}
@@ -253,4 +252,12 @@ func Decode(b []byte) (Event, error) {
 		return Event{}, fmt.Errorf("event: stored event has %d bytes after its last field", len(r.s)-r.pos)
 	}
 	return e, nil
+}
+
+// decodeJSON reads an event stored as JSON. Apart from Decode, so that the decoder's hold on
+// the event it fills does not move Decode's to the heap.
+func decodeJSON(b []byte) (Event, error) {
+	var e Event
+	err := fastjson.Unmarshal(b, &e)
+	return e, err
 }

@@ -46,23 +46,24 @@ func fieldErr(field, code, format string, args ...any) *FieldError {
 	return &FieldError{Field: field, Code: code, Reason: fmt.Sprintf(format, args...)}
 }
 
-// wire is the fast-path shape of an event on the wire. Pointers tell absent from zero.
+// wire is the shape of an event on the wire. Pointers tell absent (or null) from zero where the
+// two mean different things; elsewhere a value saves the decoder an allocation per field.
 type wire struct {
-	ID         *string                    `json:"id"`
-	Type       *string                    `json:"type"`
-	Reader     *string                    `json:"reader"`
-	Book       *string                    `json:"book"`
-	Time       *string                    `json:"time"`
-	Device     *string                    `json:"device"`
-	Session    *string                    `json:"session"`
+	ID         string                     `json:"id"`
+	Type       string                     `json:"type"`
+	Reader     string                     `json:"reader"`
+	Book       string                     `json:"book"`
+	Time       string                     `json:"time"`
+	Device     string                     `json:"device"`
+	Session    string                     `json:"session"`
 	Position   *float64                   `json:"position"`
 	Page       *int                       `json:"page"`
 	Pages      *int                       `json:"pages"`
-	DurationMS *int64                     `json:"duration_ms"`
-	PageTurns  *int                       `json:"page_turns"`
+	DurationMS int64                      `json:"duration_ms"`
+	PageTurns  int                        `json:"page_turns"`
 	Rating     *int                       `json:"rating"`
-	Text       *string                    `json:"text"`
-	TZ         *string                    `json:"tz"`
+	Text       string                     `json:"text"`
+	TZ         string                     `json:"tz"`
 	Props      map[string]json.RawMessage `json:"props"`
 }
 
@@ -220,47 +221,43 @@ func (w *wire) validate(now time.Time) (Event, *FieldError) {
 	if e.ID, ferr = requiredID("id", w.ID); ferr != nil {
 		return e, ferr
 	}
-	if w.Type == nil || *w.Type == "" {
+	if w.Type == "" {
 		return e, fieldErr("type", CodeMissing, "is required (one of %s)", typeList())
 	}
-	e.Type = Type(*w.Type)
+	e.Type = Type(w.Type)
 	if !e.Type.known() {
-		return e, fieldErr("type", CodeUnknownType, "unknown type %q (want one of %s)", truncate(*w.Type), typeList())
+		return e, fieldErr("type", CodeUnknownType, "unknown type %q (want one of %s)", truncate(w.Type), typeList())
 	}
 	if e.Reader, ferr = requiredID("reader", w.Reader); ferr != nil {
 		return e, ferr
 	}
-	if e.Type != Track || (w.Book != nil && *w.Book != "") {
+	if e.Type != Track || w.Book != "" {
 		if e.Book, ferr = requiredID("book", w.Book); ferr != nil {
 			return e, ferr
 		}
 	}
-	if w.Time == nil || *w.Time == "" {
+	if w.Time == "" {
 		return e, fieldErr("time", CodeMissing, "is required (RFC 3339, e.g. 2026-11-26T08:30:00Z)")
 	}
-	t, err := time.Parse(time.RFC3339Nano, *w.Time)
+	t, err := time.Parse(time.RFC3339Nano, w.Time)
 	if err != nil {
-		return e, fieldErr("time", CodeInvalid, "must be RFC 3339 with a time zone, e.g. 2026-11-26T08:30:00Z; got %q", truncate(*w.Time))
+		return e, fieldErr("time", CodeInvalid, "must be RFC 3339 with a time zone, e.g. 2026-11-26T08:30:00Z; got %q", truncate(w.Time))
 	}
 	if t.Before(Earliest) {
-		return e, fieldErr("time", CodeInvalid, "%s is before %s: the device clock looks unset", *w.Time, Earliest.Format("2006-01-02"))
+		return e, fieldErr("time", CodeInvalid, "%s is before %s: the device clock looks unset", w.Time, Earliest.Format("2006-01-02"))
 	}
 	if t.After(now.Add(MaxFutureSkew)) {
-		return e, fieldErr("time", CodeInvalid, "%s is more than %s in the future", *w.Time, MaxFutureSkew)
+		return e, fieldErr("time", CodeInvalid, "%s is more than %s in the future", w.Time, MaxFutureSkew)
 	}
 	e.Time = t.UTC()
-	for _, f := range []struct {
-		name string
-		src  *string
-		dst  *string
-	}{{"device", w.Device, &e.Device}, {"session", w.Session, &e.Session}, {"tz", w.TZ, &e.TZ}} {
-		if f.src == nil {
-			continue
-		}
-		if len(*f.src) > MaxStringField {
-			return e, fieldErr(f.name, CodeTooLarge, "is %d bytes; at most %d allowed", len(*f.src), MaxStringField)
-		}
-		*f.dst = *f.src
+	if e.Device, ferr = boundedString("device", w.Device); ferr != nil {
+		return e, ferr
+	}
+	if e.Session, ferr = boundedString("session", w.Session); ferr != nil {
+		return e, ferr
+	}
+	if e.TZ, ferr = boundedString("tz", w.TZ); ferr != nil {
+		return e, ferr
 	}
 	if e.TZ != "" {
 		if _, err := Location(e.TZ); err != nil {
@@ -289,31 +286,24 @@ func (w *wire) validate(now time.Time) (Event, *FieldError) {
 		}
 		e.Page = *w.Page
 	}
-	if w.DurationMS != nil {
-		d := *w.DurationMS
-		if d < 0 || d > MaxDuration.Milliseconds() {
-			return e, fieldErr("duration_ms", CodeInvalid, "must be from 0 to %d (24 hours), got %d", MaxDuration.Milliseconds(), d)
-		}
-		e.DurationMS = d
+	if d := w.DurationMS; d < 0 || d > MaxDuration.Milliseconds() {
+		return e, fieldErr("duration_ms", CodeInvalid, "must be from 0 to %d (24 hours), got %d", MaxDuration.Milliseconds(), d)
 	}
-	if w.PageTurns != nil {
-		if *w.PageTurns < 0 || *w.PageTurns > MaxPages {
-			return e, fieldErr("page_turns", CodeInvalid, "must be from 0 to %d, got %d", MaxPages, *w.PageTurns)
-		}
-		e.PageTurns = *w.PageTurns
+	e.DurationMS = w.DurationMS
+	if w.PageTurns < 0 || w.PageTurns > MaxPages {
+		return e, fieldErr("page_turns", CodeInvalid, "must be from 0 to %d, got %d", MaxPages, w.PageTurns)
 	}
+	e.PageTurns = w.PageTurns
 	if w.Rating != nil {
 		if *w.Rating < 1 || *w.Rating > 5 {
 			return e, fieldErr("rating", CodeInvalid, "must be a whole number from 1 to 5, got %d", *w.Rating)
 		}
 		e.Rating = *w.Rating
 	}
-	if w.Text != nil {
-		if len(*w.Text) > MaxTextBytes {
-			return e, fieldErr("text", CodeTooLarge, "is %d bytes; at most %d allowed", len(*w.Text), MaxTextBytes)
-		}
-		e.Text = *w.Text
+	if len(w.Text) > MaxTextBytes {
+		return e, fieldErr("text", CodeTooLarge, "is %d bytes; at most %d allowed", len(w.Text), MaxTextBytes)
 	}
+	e.Text = w.Text
 	if ferr := validateProps(w.Props); ferr != nil {
 		return e, ferr
 	}
@@ -366,11 +356,10 @@ func validateProps(p map[string]json.RawMessage) *FieldError {
 	return nil
 }
 
-func requiredID(field string, v *string) (string, *FieldError) {
-	if v == nil || *v == "" {
+func requiredID(field, s string) (string, *FieldError) {
+	if s == "" {
 		return "", fieldErr(field, CodeMissing, "is required")
 	}
-	s := *v
 	if len(s) > MaxIDLen {
 		return "", fieldErr(field, CodeTooLarge, "is %d bytes; at most %d allowed", len(s), MaxIDLen)
 	}
@@ -379,6 +368,14 @@ func requiredID(field string, v *string) (string, *FieldError) {
 		if r < 0x20 || r == 0x7f || r == '/' {
 			return "", fieldErr(field, CodeInvalid, "has a forbidden character %q at byte %d (no control characters or '/')", r, i)
 		}
+	}
+	return s, nil
+}
+
+// boundedString checks an optional string field's length.
+func boundedString(field, s string) (string, *FieldError) {
+	if len(s) > MaxStringField {
+		return "", fieldErr(field, CodeTooLarge, "is %d bytes; at most %d allowed", len(s), MaxStringField)
 	}
 	return s, nil
 }
@@ -451,6 +448,6 @@ func fieldAt(b []byte, off int) string {
 // CheckID applies the rules of an id field (event, reader, book) to s: non-empty, at most
 // MaxIDLen bytes, no control characters or '/'.
 func CheckID(field, s string) *FieldError {
-	_, ferr := requiredID(field, &s)
+	_, ferr := requiredID(field, s)
 	return ferr
 }
