@@ -166,14 +166,24 @@ func ISBN13(isbn10 string) string {
 	return digits + strconv.Itoa((10-sum%10)%10)
 }
 
-// normalizeISBN drops the hyphens and spaces ISBNs are often written with, and upper-cases the
-// check digit X.
-// isbnSeparators drops the separators ISBNs are printed with; built once, since every folded
-// event's book id passes through normalizeISBN.
+// isbnSeparators drops the separators ISBNs are printed with; built once.
 var isbnSeparators = strings.NewReplacer("-", "", " ", "")
 
+// normalizeISBN drops the hyphens and spaces ISBNs are often written with, and upper-cases the
+// check digit X. Only a string of those and digits can be an ISBN; any other is returned as it
+// is, without an allocation, since every folded event's book id passes through here.
 func normalizeISBN(s string) string {
-	if !strings.ContainsAny(s, "- x") {
+	separated := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '-' || c == ' ' || c == 'x':
+			separated = true
+		case c >= '0' && c <= '9' || c == 'X':
+		default:
+			return s
+		}
+	}
+	if !separated {
 		return s
 	}
 	return strings.ToUpper(isbnSeparators.Replace(s))
