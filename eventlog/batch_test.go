@@ -125,7 +125,7 @@ func TestEraseInsideBatches(t *testing.T) {
 // batches when opened: same records, same offsets and ends, dedup and erasure still work.
 func TestOpenRewritesPerEventKeys(t *testing.T) {
 	dir := t.TempDir()
-	db, err := pebbledb.Open(dir, 8<<20)
+	db, err := pebbledb.Open(dir, 8<<20, pebbledb.DefaultMemTableBytes)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -90,7 +90,7 @@ type appendReq struct {
 // DefaultPartitions for a new log; a different non-zero count than the stored one is an error,
 // since moving events between partitions would break per-reader ordering.
 func OpenPebble(dir string, partitions int, cacheBytes int64) (*Pebble, error) {
-	db, err := pebbledb.Open(dir, cacheBytes)
+	db, err := pebbledb.Open(dir, cacheBytes, pebbledb.DefaultMemTableBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -656,7 +656,7 @@ func (l *Pebble) EraseReader(ctx context.Context, reader string) (int, error) {
 func (l *Pebble) Scrub() error {
 	l.dbMu.Lock()
 	defer l.dbMu.Unlock()
-	db, err := pebbledb.Rewrite(l.db, l.dir, l.cache)
+	db, err := pebbledb.Rewrite(l.db, l.dir, l.cache, pebbledb.DefaultMemTableBytes)
 	if db != nil {
 		l.db = db
 	}

@@ -79,7 +79,7 @@ func Open(dir string, log eventlog.Log, gate *ingest.Gate, cat *catalog.Catalog,
 	if err != nil {
 		return nil, err
 	}
-	db, err := pebbledb.Open(dir, 8<<20)
+	db, err := pebbledb.Open(dir, 8<<20, pebbledb.DefaultMemTableBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +180,7 @@ func (s *Server) EraseReader(reader string) (bool, error) {
 	if err := b.Commit(pebble.Sync); err != nil {
 		return true, err
 	}
-	db, err := pebbledb.Rewrite(s.db, s.dir, 8<<20)
+	db, err := pebbledb.Rewrite(s.db, s.dir, 8<<20, pebbledb.DefaultMemTableBytes)
 	if db != nil {
 		s.db = db
 	}

@@ -14,27 +14,32 @@ import (
 	"github.com/cockroachdb/pebble/v2/bloom"
 )
 
+// DefaultMemTableBytes is the memtable size of a store whose keys are mostly written once.
+const DefaultMemTableBytes = 64 << 20
+
 // Open opens (creating if needed) a Pebble store in dir. cacheBytes sizes the block cache: the
-// 8 MB default reads several times slower than 256 MB on this workload. A Rewrite that a crash
-// interrupted is finished or rolled back first (see Rewrite).
-func Open(dir string, cacheBytes int64) (*pebble.DB, error) {
+// 8 MB default reads several times slower than 256 MB on this workload. memTableBytes sizes each
+// memtable (DefaultMemTableBytes unless the store rewrites the same keys often: a memtable keeps
+// every version of a key until it is flushed, and a scan steps over each). A Rewrite that a
+// crash interrupted is finished or rolled back first (see Rewrite).
+func Open(dir string, cacheBytes int64, memTableBytes uint64) (*pebble.DB, error) {
 	interrupted, err := recoverRewrite(dir)
 	if err != nil {
 		return nil, err
 	}
-	db, err := open(dir, cacheBytes, false)
+	db, err := open(dir, cacheBytes, memTableBytes, false)
 	if err != nil || !interrupted {
 		return db, err
 	}
-	return Rewrite(db, dir, cacheBytes)
+	return Rewrite(db, dir, cacheBytes, memTableBytes)
 }
 
-func open(dir string, cacheBytes int64, disableWAL bool) (*pebble.DB, error) {
+func open(dir string, cacheBytes int64, memTableBytes uint64, disableWAL bool) (*pebble.DB, error) {
 	cache := pebble.NewCache(cacheBytes)
 	defer cache.Unref() // the DB holds its own reference
 	opts := &pebble.Options{
 		Cache:        cache,
-		MemTableSize: 64 << 20,
+		MemTableSize: memTableBytes,
 		// Point lookups (dedup by event id, state reads) mostly miss; bloom filters make a
 		// miss cost one memory probe per file instead of a block read.
 		FormatMajorVersion: pebble.FormatNewest,
@@ -82,7 +87,7 @@ func lockHolder(dir string) string {
 //
 // On error before db is closed, db is returned as it was. A crash part-way is finished or rolled
 // back by the next Open, which then rewrites again, so the erasure is never left half-done.
-func Rewrite(db *pebble.DB, dir string, cacheBytes int64) (*pebble.DB, error) {
+func Rewrite(db *pebble.DB, dir string, cacheBytes int64, memTableBytes uint64) (*pebble.DB, error) {
 	next, old := dir+".rewrite", dir+".old"
 	if err := os.RemoveAll(next); err != nil {
 		return db, err
@@ -107,13 +112,13 @@ func Rewrite(db *pebble.DB, dir string, cacheBytes int64) (*pebble.DB, error) {
 	if err := os.RemoveAll(old); err != nil {
 		return nil, err
 	}
-	return open(dir, cacheBytes, false)
+	return open(dir, cacheBytes, memTableBytes, false)
 }
 
 // copyLive writes every live key and value of db into a new store in dir, durably.
 func copyLive(db *pebble.DB, dir string, cacheBytes int64) error {
 	// No write-ahead log for the copy: it is flushed whole before it counts.
-	dst, err := open(dir, min(cacheBytes, 8<<20), true)
+	dst, err := open(dir, min(cacheBytes, 8<<20), DefaultMemTableBytes, true)
 	if err != nil {
 		return err
 	}

@@ -37,13 +37,13 @@ func fill(t *testing.T, db *pebble.DB, secret []byte) {
 
 func TestRewriteLeavesNoDeletedKey(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
-	db, err := Open(dir, 1<<20)
+	db, err := Open(dir, 1<<20, DefaultMemTableBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
 	secret := []byte("erased-reader-51c2")
 	fill(t, db, secret)
-	if db, err = Rewrite(db, dir, 1<<20); err != nil {
+	if db, err = Rewrite(db, dir, 1<<20, DefaultMemTableBytes); err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
@@ -67,13 +67,13 @@ func TestRewriteRecoversFromACrashAtEveryStep(t *testing.T) {
 			os.WriteFile(filepath.Join(dir+".rewrite", "000001.sst"), []byte("partial"), 0o644)
 		},
 		"between the renames": func(dir string) {
-			db, _ := open(dir, 1<<20, false)
+			db, _ := open(dir, 1<<20, DefaultMemTableBytes, false)
 			copyLive(db, dir+".rewrite", 1<<20)
 			db.Close()
 			os.Rename(dir, dir+".old")
 		},
 		"before the old files were deleted": func(dir string) {
-			db, _ := open(dir, 1<<20, false)
+			db, _ := open(dir, 1<<20, DefaultMemTableBytes, false)
 			copyLive(db, dir+".rewrite", 1<<20)
 			db.Close()
 			os.Rename(dir, dir+".old")
@@ -82,14 +82,14 @@ func TestRewriteRecoversFromACrashAtEveryStep(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "store")
-			db, err := Open(dir, 1<<20)
+			db, err := Open(dir, 1<<20, DefaultMemTableBytes)
 			if err != nil {
 				t.Fatal(err)
 			}
 			fill(t, db, secret)
 			db.Close()
 			crash(dir)
-			if db, err = Open(dir, 1<<20); err != nil {
+			if db, err = Open(dir, 1<<20, DefaultMemTableBytes); err != nil {
 				t.Fatal(err)
 			}
 			defer db.Close()
