@@ -148,8 +148,8 @@ func (f *Folder) readerBook(reader, book string) (*ReaderBook, bool, error) {
 // each record of such a log is folded once (state and offset commit together), and the embedded
 // state is folded from the embedded log alone (server refuses mirrors and shared state beside
 // it). Not recording ids is most of what ApplyUnique saves: a key per event made the state's
-// memtable and its compactions grow with the event count, and cost more than the rest of a
-// fold's writes (docs/benchmarks.md). A store that mixes both ways must use Apply throughout.
+// memtable and its compactions grow with the event count, and a fold cost half as much again
+// with it (docs/benchmarks.md). A store that mixes both ways must use Apply throughout.
 func (f *Folder) ApplyUnique(e *event.Event) error {
 	counts, err := f.partitionCounts()
 	if err != nil {

@@ -90,8 +90,9 @@ type readerEraser interface {
 }
 
 // uniqueLog is a log that refuses ids it already holds (eventlog.Pebble): each of its records is
-// an event never stored before, so folding it needs no lookup of its id in state. The lookup of
-// an id that is not there was the costliest read of a fold: it searches every memtable and level.
+// an event never stored before, so folding it needs neither a lookup of its id in state nor a
+// record of it (insights.Folder.ApplyUnique). The lookup of an id that is not there was the
+// costliest read of a fold: it searches every memtable and level.
 type uniqueLog interface{ UniqueIDs() bool }
 
 // New returns a processor of log into store.
