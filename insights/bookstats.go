@@ -354,16 +354,10 @@ func (d *dayCounts) decode(dec *decoder) {
 	if dec.err != nil || len(dec.b) == 0 {
 		return
 	}
-	n := dec.int()
-	if n < 0 || n > 24 {
-		dec.err = errCorrupt
-		return
-	}
-	d.hours = make([]hourCounts, n)
-	for i := range d.hours {
-		d.hours[i].hour = dec.int()
-		d.hours[i].counts.decode(dec)
-	}
+	d.hours = decodeList(dec, 24, func(dec *decoder, h *hourCounts) {
+		h.hour = dec.int()
+		h.counts.decode(dec)
+	})
 }
 
 // finishSlots counts finishers by the bucket of their hours to finish.

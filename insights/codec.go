@@ -256,3 +256,18 @@ func decodeCounts[K comparable](d *decoder, key func(*decoder) K) map[K]int64 {
 	}
 	return m
 }
+
+// decodeList reads a count, at most most, and that many items; a count out of range marks the
+// record corrupt.
+func decodeList[T any](d *decoder, most int64, item func(*decoder, *T)) []T {
+	n := d.int()
+	if n < 0 || n > most {
+		d.err = errCorrupt
+		return nil
+	}
+	out := make([]T, n)
+	for i := range out {
+		item(d, &out[i])
+	}
+	return out
+}

@@ -206,16 +206,10 @@ func (d *daySlots) encode(e *encoder) {
 }
 
 func (d *daySlots) decode(dec *decoder) {
-	n := dec.int()
-	if n < 0 || n > slotsPerDay {
-		dec.err = errCorrupt
-		return
-	}
-	d.slots = make([]daySlot, n)
-	for i := range d.slots {
-		d.slots[i].slot = dec.int()
-		d.slots[i].Slot.decode(dec)
-	}
+	d.slots = decodeList(dec, slotsPerDay, func(dec *decoder, s *daySlot) {
+		s.slot = dec.int()
+		s.Slot.decode(dec)
+	})
 }
 
 // PartitionCounts are per-partition totals; summed over partitions they are platform totals
