@@ -67,6 +67,8 @@ type wire struct {
 	Props      map[string]json.RawMessage `json:"props"`
 }
 
+var wires = sync.Pool{New: func() any { return new(wire) }}
+
 // knownFields maps each wire field name to the JSON kind it must have, for the slow path's messages.
 var knownFields = map[string]string{
 	"id": "string", "type": "string", "reader": "string", "book": "string", "time": "string",
@@ -85,14 +87,20 @@ func Parse(raw []byte, now time.Time) (Event, *FieldError) {
 	// slow path keeps in props; checkShape reports those, and an event with any takes the slow
 	// path. So does anything goccy refuses, including anything after the object: the slow path
 	// says what is wrong, naming the field.
-	var w wire
-	if t := bytes.TrimLeft(raw, " \t\r\n"); len(t) > 0 && t[0] == '{' && fastjson.Unmarshal(raw, &w) == nil {
-		others, ferr := checkShape(raw)
-		if ferr != nil {
-			return Event{}, ferr
-		}
-		if !others {
-			return w.validate(now)
+	if t := bytes.TrimLeft(raw, " \t\r\n"); len(t) > 0 && t[0] == '{' {
+		// The decoder takes the wire form through an interface, which would move it to the heap
+		// for every event; a pooled one is reused instead (validate copies out what it keeps).
+		w := wires.Get().(*wire)
+		defer wires.Put(w)
+		*w = wire{}
+		if fastjson.Unmarshal(raw, w) == nil {
+			others, ferr := checkShape(raw)
+			if ferr != nil {
+				return Event{}, ferr
+			}
+			if !others {
+				return w.validate(now)
+			}
 		}
 	}
 	w, ferr := parseSlow(raw)
