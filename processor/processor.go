@@ -34,6 +34,14 @@ var eventsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Log records processed, by result: applied, duplicate (event id applied before), corrupt (undecodable, skipped) or erased (sealed with an erased reader's key, skipped).",
 }, []string{"result"})
 
+// batchRecords is how many records each state commit covers: near BatchSize when processing
+// is behind or lingers, a few when it keeps pace with a trickle.
+var batchRecords = prometheus.NewHistogram(prometheus.HistogramOpts{
+	Name:    "dogear_processor_batch_records",
+	Help:    "Log records folded per state commit.",
+	Buckets: prometheus.ExponentialBuckets(1, 4, 7), // 1 … 4096
+})
+
 // Config is what a processor is told besides its log and state.
 type Config struct {
 	// Group is the consumer group the processors of a deployment share (Kafka); the embedded
@@ -52,6 +60,13 @@ type Config struct {
 	// Busy, when set, reports whether acknowledgements are waiting in this process (ingest
 	// requests in flight): folding then leaves them a core.
 	Busy func() bool
+	// Linger, when set, lets a partition's records gather for up to this long after its last
+	// batch before the next is folded, unless a full batch (BatchSize) is there sooner: a
+	// commit then covers many events, and a record several of them change (a book's
+	// aggregates, a partition's counts) is written once instead of once for every few. Folded
+	// events become visible up to Linger later. Records arriving after a pause longer than
+	// Linger are folded at once.
+	Linger time.Duration
 	// Tracer, when set, ends a span for each folded record that arrived with a trace context.
 	Tracer trace.Tracer
 	Logger *slog.Logger
@@ -180,15 +195,25 @@ func (p *Processor) partition(ctx context.Context, part int, untilEnd bool) erro
 		pt.folder = nil
 		pt.mu.Unlock()
 	}()
+	lastBatch := make([]time.Time, len(p.sources))
 	for {
 		progressed, behind := false, false
 		for i := range p.sources {
 			if untilEnd && offs[i] >= stops[i] {
 				continue
 			}
+			if !untilEnd {
+				if err := p.linger(ctx, part, i, offs[i], lastBatch[i]); err != nil {
+					return err
+				}
+			}
+			started := time.Now()
 			next, err := p.batch(ctx, tx, part, i, offs[i])
 			if err != nil {
 				return err
+			}
+			if next > offs[i] {
+				lastBatch[i] = started
 			}
 			progressed = progressed || next > offs[i]
 			offs[i] = next
@@ -203,6 +228,22 @@ func (p *Processor) partition(ctx context.Context, part int, untilEnd bool) erro
 			}
 		}
 	}
+}
+
+// linger waits until a full batch of the source's partition is there from off, or until
+// Linger has passed since the last batch, whichever comes first.
+func (p *Processor) linger(ctx context.Context, part, source int, off int64, last time.Time) error {
+	deadline := last.Add(p.cfg.Linger)
+	if p.cfg.Linger <= 0 || !time.Now().Before(deadline) {
+		return nil
+	}
+	wctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	err := p.sources[source].Wait(wctx, part, off+BatchSize-1)
+	if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return nil
+	}
+	return err
 }
 
 // batch reads, folds and commits one batch of a source's partition from offset off, and returns
@@ -231,6 +272,7 @@ func (p *Processor) batch(ctx context.Context, tx *overlay, part, source int, of
 	if err != nil {
 		return off, err
 	}
+	batchRecords.Observe(float64(f.n))
 	p.traceFolds(ctx, part, recs[:f.n], started)
 	return recs[f.n-1].Offset + 1, p.shredAfterCommit(ctx, f)
 }
@@ -530,4 +572,4 @@ type overlay struct {
 
 // Metrics are the package's collectors, for the registry of the process that uses it. They count
 // process-wide, whichever registry exposes them.
-var Metrics = []prometheus.Collector{eventsTotal}
+var Metrics = []prometheus.Collector{eventsTotal, batchRecords}

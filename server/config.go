@@ -78,8 +78,10 @@ type Config struct {
 	TLSCert, TLSKey, TLSClientCA string
 
 	// The process role. ReadyMaxLag: /readyz answers 503 while processors are more than this
-	// many events behind the log (0: no bound).
-	ReadyMaxLag int64
+	// many events behind the log (0: no bound). ProcessLinger: how long a partition's events
+	// may gather after its last commit before the next (processor.Config.Linger).
+	ReadyMaxLag   int64
+	ProcessLinger time.Duration
 
 	// The train role: how often to retrain (0: only on request), and with what.
 	TrainInterval time.Duration
@@ -108,7 +110,9 @@ func DefaultConfig() Config {
 		Group: "dogear-processors", SessionTimeout: 10 * time.Second,
 		ArchiveInterval: time.Minute, MinFreeBytes: 128 << 20,
 		Ingest: ingest.DefaultConfig(), KosyncRegistration: "auto", KeyRate: 100_000,
-		ReadyMaxLag:   1_000_000,
+		// 100 ms, as Kafka Streams commits under exactly-once: at a few thousand events a
+		// second or more per partition, commits cover a full batch.
+		ReadyMaxLag: 1_000_000, ProcessLinger: 100 * time.Millisecond,
 		TrainInterval: 10 * time.Minute, ModelWatchInterval: 10 * time.Minute, Recommender: trainer.DefaultConfig,
 		ErasureBurst: 10, ErasureEvery: 6 * time.Second, ErasureWait: 30 * time.Second,
 	}

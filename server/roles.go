@@ -29,7 +29,7 @@ import (
 func (s *Server) processRole(mux *http.ServeMux) error {
 	b := s.backends
 	pcfg := processor.Config{Group: s.cfg.Group, Mirrors: b.mirrors, Shred: b.shredder,
-		Canonical: s.catalog.Canonical, Tracer: s.tracer(), Logger: s.cfg.Logger}
+		Canonical: s.catalog.Canonical, Linger: s.cfg.ProcessLinger, Tracer: s.tracer(), Logger: s.cfg.Logger}
 	if s.cfg.has("ingest") {
 		pcfg.Busy = s.gate.Busy // the two roles share the cores
 	}
