@@ -4,7 +4,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 	"runtime/pprof"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +25,7 @@ import (
 	"github.com/dogear-dev/dogear/eventlog"
 	"github.com/dogear-dev/dogear/ingest"
 	"github.com/dogear-dev/dogear/loadgen"
+	"github.com/dogear-dev/dogear/processor"
 	"github.com/dogear-dev/dogear/server"
 )
 
@@ -67,11 +68,17 @@ type Run struct {
 	// latency the disk takes.
 	HalfRateFsyncP99 time.Duration
 	ProcessedEPS     float64 // events folded into state per second, from ingest start to lag 0
-	QueryP50         map[string]time.Duration
-	QueryP99         map[string]time.Duration
-	KafkaEPS         float64 // HTTP ingest acknowledged after Kafka acks=all (kfake, 3 brokers)
-	KafkaP50         time.Duration
-	KafkaP99         time.Duration
+	// ProcessedCPU is the process's CPU time (user and system, every core) over the same span,
+	// in seconds per million events: the cost, less sensitive than a rate to what else a shared
+	// machine runs. It includes the benchmark's own clients, the same for every build.
+	ProcessedCPU float64
+	// CommitRecords is the mean number of records a state commit covered over the same span.
+	CommitRecords float64
+	QueryP50      map[string]time.Duration
+	QueryP99      map[string]time.Duration
+	KafkaEPS      float64 // HTTP ingest acknowledged after Kafka acks=all (kfake, 3 brokers)
+	KafkaP50      time.Duration
+	KafkaP99      time.Duration
 }
 
 // Ingest runs the benchmark opts.Runs times and prints each run and the medians.
@@ -108,8 +115,8 @@ func Ingest(ctx context.Context, opts Options) ([]Run, error) {
 				return runs, err
 			}
 		}
-		fmt.Fprintf(opts.Out, "run %d/%d: baseline %.0f ev/s, null sink %.0f ev/s, ingest only %.0f ev/s, ingest %.0f ev/s (p50 %v, p99 %v; at half rate p50 %v, p99 %v, log commits p99 ≤ %v), processed %.0f ev/s, kafka ingest %.0f ev/s\n",
-			r, opts.Runs, run.BaselineEPS, run.NullSinkEPS, run.IngestOnlyEPS, run.IngestEPS, run.AckP50, run.AckP99, run.HalfRateP50, run.HalfRateP99, run.HalfRateFsyncP99, run.ProcessedEPS, run.KafkaEPS)
+		fmt.Fprintf(opts.Out, "run %d/%d: baseline %.0f ev/s, null sink %.0f ev/s, ingest only %.0f ev/s, ingest %.0f ev/s (p50 %v, p99 %v; at half rate p50 %v, p99 %v, log commits p99 ≤ %v), processed %.0f ev/s (%.2f CPU s per 1M, %.0f records per state commit), kafka ingest %.0f ev/s\n",
+			r, opts.Runs, run.BaselineEPS, run.NullSinkEPS, run.IngestOnlyEPS, run.IngestEPS, run.AckP50, run.AckP99, run.HalfRateP50, run.HalfRateP99, run.HalfRateFsyncP99, run.ProcessedEPS, run.ProcessedCPU, run.CommitRecords, run.KafkaEPS)
 		runs = append(runs, run)
 	}
 	return runs, nil
@@ -177,7 +184,12 @@ func once(ctx context.Context, opts Options, events [][]event.Event, bodies [][]
 	if err != nil {
 		return run, err
 	}
-	start = time.Now()
+	commitsBefore, err := histogram(processor.Metrics, "dogear_processor_batch_records")
+	if err != nil {
+		stopProfile()
+		return run, err
+	}
+	start, cpuStart := time.Now(), processCPU()
 	res, err := sendBodies(ctx, "http://"+srv.Addr()+"/v1/events", opts, 0, bodies)
 	if err != nil {
 		stopProfile()
@@ -189,6 +201,13 @@ func once(ctx context.Context, opts Options, events [][]event.Event, bodies [][]
 		time.Sleep(10 * time.Millisecond)
 	}
 	run.ProcessedEPS = float64(res.Events) / time.Since(start).Seconds()
+	run.ProcessedCPU = (processCPU() - cpuStart).Seconds() * 1e6 / float64(res.Events)
+	commitsAfter, err := histogram(processor.Metrics, "dogear_processor_batch_records")
+	if err != nil {
+		stopProfile()
+		return run, err
+	}
+	run.CommitRecords = (commitsAfter.GetSampleSum() - commitsBefore.GetSampleSum()) / float64(commitsAfter.GetSampleCount()-commitsBefore.GetSampleCount())
 	stopProfile()
 
 	// Query latency over the state just built.
@@ -206,6 +225,15 @@ func once(ctx context.Context, opts Options, events [][]event.Event, bodies [][]
 	}
 	run.HalfRateP50, run.HalfRateP99, run.HalfRateFsyncP99, err = halfRate(ctx, opts, bodies, run.IngestEPS/2)
 	return run, err
+}
+
+// processCPU is the CPU time the process has used so far, user and system.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // StartProfile starts a CPU profile to path (nothing when path is empty) and returns its stop.
@@ -286,6 +314,8 @@ func Report(w io.Writer, opts Options, runs []Run) {
 	fmt.Fprintf(w, "| the log's group commits (write + fsync) p99 at half that rate, bucket bound | ≤ %.1f ms |\n",
 		med(func(r Run) float64 { return ms(r.HalfRateFsyncP99) }))
 	fmt.Fprintf(w, "| ingest start to all folded into state | %.0f events/s |\n", med(func(r Run) float64 { return r.ProcessedEPS }))
+	fmt.Fprintf(w, "| CPU of the process over that span, every core | %.2f s per million events |\n", med(func(r Run) float64 { return r.ProcessedCPU }))
+	fmt.Fprintf(w, "| records per state commit over that span, mean | %.0f |\n", med(func(r Run) float64 { return r.CommitRecords }))
 	if opts.Kafka {
 		fmt.Fprintf(w, "| HTTP ingest into Kafka (kfake, 3 brokers, acks=all) | %.0f events/s |\n", med(func(r Run) float64 { return r.KafkaEPS }))
 		fmt.Fprintf(w, "| Kafka ack latency p50 / p99 per batch | %.2f / %.2f ms |\n",
@@ -384,11 +414,10 @@ func halfRate(ctx context.Context, opts Options, bodies [][]byte, rate float64) 
 	return res.Percentile(0.5), res.Percentile(0.99), bucketQuantile(before, after, 0.99), nil
 }
 
-// fsyncBuckets reads the cumulative buckets of the event log's group commit histogram
-// (dogear_eventlog_fsync_seconds), which counts process-wide.
-func fsyncBuckets() ([]*dto.Bucket, error) {
+// histogram reads a histogram of collectors (metrics that count process-wide) as it stands.
+func histogram(collectors []prometheus.Collector, name string) (*dto.Histogram, error) {
 	reg := prometheus.NewRegistry()
-	for _, c := range eventlog.Metrics {
+	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -398,11 +427,17 @@ func fsyncBuckets() ([]*dto.Bucket, error) {
 		return nil, err
 	}
 	for _, f := range families {
-		if f.GetName() == "dogear_eventlog_fsync_seconds" {
-			return f.GetMetric()[0].GetHistogram().GetBucket(), nil
+		if f.GetName() == name {
+			return f.GetMetric()[0].GetHistogram(), nil
 		}
 	}
-	return nil, errors.New("bench: the event log exports no fsync histogram")
+	return nil, fmt.Errorf("bench: no histogram %s", name)
+}
+
+// fsyncBuckets reads the cumulative buckets of the event log's group commit histogram.
+func fsyncBuckets() ([]*dto.Bucket, error) {
+	h, err := histogram(eventlog.Metrics, "dogear_eventlog_fsync_seconds")
+	return h.GetBucket(), err
 }
 
 // bucketQuantile is the upper bound of the bucket holding the q quantile of what was observed
