@@ -49,7 +49,9 @@ func batchKey(p int, off int64) []byte {
 
 func batchKeyOffset(k []byte) int64 { return int64(binary.BigEndian.Uint64(k[3:])) }
 
-func idKey(id string) []byte { return append([]byte{'i'}, id...) }
+func idKey(id string) []byte { return appendIDKey(nil, id) }
+
+func appendIDKey(b []byte, id string) []byte { return append(append(b, 'i'), id...) }
 
 // Pebble is the embedded Log. One writer goroutine group-commits: appends that arrive while an
 // fsync is under way wait for the next one and then share it, so the fsync rate stays bounded
@@ -395,6 +397,7 @@ type groupScratch struct {
 	next    []int64             // each partition's next offset
 	batches []pendingBatch      // each partition's batch record
 	ids     []idEntry           // the group's id index entries
+	idKeys  []byte              // their keys, one after another
 }
 
 // idEntry is an id index entry: the id's key, and its partition and offset.
@@ -419,7 +422,7 @@ func (l *Pebble) commit(group []*appendReq, n int, scratch *groupScratch) error 
 	defer l.dbMu.RUnlock()
 	b := l.db.NewBatch()
 	defer b.Close()
-	ids := scratch.ids[:0]
+	ids, idKeys := scratch.ids[:0], scratch.idKeys[:0]
 	written := 0
 	for _, r := range group {
 		for i, e := range r.entries {
@@ -428,7 +431,11 @@ func (l *Pebble) commit(group []*appendReq, n int, scratch *groupScratch) error 
 				continue
 			}
 			seen[e.ID] = struct{}{}
-			ik := idKey(e.ID)
+			// The keys share one buffer kept from group to group, not an allocation each. A
+			// key taken before the buffer grows keeps the old array, which nothing writes again.
+			start := len(idKeys)
+			idKeys = appendIDKey(idKeys, e.ID)
+			ik := idKeys[start:len(idKeys):len(idKeys)]
 			if l.ids.add(e.ID) {
 				if _, closer, err := l.db.Get(ik); err == nil {
 					closer.Close()
@@ -471,7 +478,7 @@ func (l *Pebble) commit(group []*appendReq, n int, scratch *groupScratch) error 
 			return err
 		}
 	}
-	scratch.ids = ids
+	scratch.ids, scratch.idKeys = ids, idKeys
 	if written == 0 {
 		return nil
 	}
