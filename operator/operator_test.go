@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -630,4 +632,32 @@ func everyRoleRuns(t *testing.T, ns, image string) error {
 		}
 	}
 	return nil
+}
+
+// TestMemoryLimitHoldsTheGoHeap: a role with a memory limit runs with GOMEMLIMIT at 90% of it,
+// since its block caches and memtables live in Go's heap; a role without one is left alone.
+func TestMemoryLimitHoldsTheGoHeap(t *testing.T) {
+	p := fullPipeline("default")
+	p.Spec.Roles.Process.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("2Gi")}
+	objs, err := operator.Rendered(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limits := map[string]string{}
+	for _, o := range objs {
+		if o.GetKind() != "Deployment" {
+			continue
+		}
+		var d appsv1.Deployment
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &d); err != nil {
+			t.Fatal(err)
+		}
+		limits[d.Name] = envOf(d.Spec.Template.Spec.Containers[0])["GOMEMLIMIT"]
+	}
+	if got, want := limits["books-process"], strconv.Itoa(2<<30/10*9); got != want {
+		t.Errorf("process, limited to 2Gi: GOMEMLIMIT=%q, want %q", got, want)
+	}
+	if got := limits["books-ingest"]; got != "" {
+		t.Errorf("ingest, with no memory limit: GOMEMLIMIT=%q, want none", got)
+	}
 }
