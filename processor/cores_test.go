@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dogear-dev/dogear/eventlog"
 	"github.com/dogear-dev/dogear/processor"
 	"github.com/dogear-dev/dogear/state"
 )
@@ -38,19 +37,10 @@ func TestFoldingLeavesACoreToAcknowledgements(t *testing.T) {
 		busy bool
 		want int64
 	}{{true, 1}, {false, 2}} {
-		log, err := eventlog.OpenPebble(t.TempDir(), 4, 8<<20)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer log.Close()
+		log, st := openStores(t, 4)
 		if _, err := log.Append(context.Background(), all); err != nil {
 			t.Fatal(err)
 		}
-		st, err := state.OpenPebble(t.TempDir(), 8<<20)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer st.Close()
 		store := &overlapStore{Pebble: st}
 		p := processor.New(log, store, processor.Config{Logger: quiet, Busy: func() bool { return c.busy }})
 		if err := p.CatchUp(context.Background()); err != nil {

@@ -46,16 +46,7 @@ func TestHeldRecordsFollowErasuresAndRefusedCommits(t *testing.T) {
 		}
 	}
 
-	log, err := eventlog.OpenPebble(t.TempDir(), 4, 8<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	st, err := state.OpenPebble(t.TempDir(), 8<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	log, st := openStores(t, 4)
 	store := &refusingStore{Pebble: st}
 	p := processor.New(log, store, processor.Config{Logger: quiet})
 	rctx, cancel := context.WithCancel(ctx)
@@ -83,19 +74,10 @@ func TestHeldRecordsFollowErasuresAndRefusedCommits(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	refLog, err := eventlog.OpenPebble(t.TempDir(), 4, 8<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer refLog.Close()
+	refLog, ref := openStores(t, 4)
 	if _, err := refLog.Append(ctx, kept); err != nil {
 		t.Fatal(err)
 	}
-	ref, err := state.OpenPebble(t.TempDir(), 8<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ref.Close()
 	if err := processor.New(refLog, ref, processor.Config{Logger: quiet}).CatchUp(ctx); err != nil {
 		t.Fatal(err)
 	}

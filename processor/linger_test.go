@@ -29,16 +29,7 @@ func TestLingerGathersATrickleIntoOneCommit(t *testing.T) {
 	const linger = 3 * time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	log, err := eventlog.OpenPebble(t.TempDir(), 1, 8<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	st, err := state.OpenPebble(t.TempDir(), 8<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	log, st := openStores(t, 1)
 	store := &countingStore{Pebble: st}
 	p := processor.New(log, store, processor.Config{Logger: quiet, Linger: linger})
 	done := make(chan error, 1)

@@ -18,6 +18,23 @@ import (
 // quiet is the logger of the package's processors: tests read state, not logs.
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
+// openStores opens an embedded log of the given partitions and a state store, each in a
+// folder of its own, closed when the test ends.
+func openStores(t *testing.T, partitions int) (*eventlog.Pebble, *state.Pebble) {
+	t.Helper()
+	log, err := eventlog.OpenPebble(t.TempDir(), partitions, 8<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { log.Close() })
+	st, err := state.OpenPebble(t.TempDir(), 8<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return log, st
+}
+
 func entries(t *testing.T, n int, seed uint64) []eventlog.Entry {
 	end := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	evs := loadgen.New(loadgen.Config{Readers: 30, Books: 15, Seed: seed, Start: end.Add(-20 * 24 * time.Hour), End: end}).Batch(n)
