@@ -61,11 +61,11 @@ type Config struct {
 	// requests in flight): folding then leaves them a core.
 	Busy func() bool
 	// Linger, when set, lets a partition's records gather for up to this long after its last
-	// batch before the next is folded, unless a full batch (BatchSize) is there sooner: a
-	// commit then covers many events, and a record several of them change (a book's
-	// aggregates, a partition's counts) is written once instead of once for every few. Folded
-	// events become visible up to Linger later. Records arriving after a pause longer than
-	// Linger are folded at once.
+	// batch before the next is read, unless a full batch (BatchSize) is there sooner: a commit
+	// then covers many events, and a record several of them change (a book's aggregates, a
+	// partition's counts) is written once instead of once for every few. Folded events become
+	// visible up to Linger later. Records arriving after a pause longer than Linger are folded
+	// at once, and a backlog batch after batch.
 	Linger time.Duration
 	// Tracer, when set, ends a span for each folded record that arrived with a trace context.
 	Tracer trace.Tracer
@@ -195,7 +195,7 @@ func (p *Processor) partition(ctx context.Context, part int, untilEnd bool) erro
 		pt.folder = nil
 		pt.mu.Unlock()
 	}()
-	lastBatch := make([]time.Time, len(p.sources))
+	lastBatch := make([]time.Time, len(p.sources)) // when each source's last batch that folded anything began
 	for {
 		progressed, behind := false, false
 		for i := range p.sources {
@@ -203,7 +203,7 @@ func (p *Processor) partition(ctx context.Context, part int, untilEnd bool) erro
 				continue
 			}
 			if !untilEnd {
-				if err := p.linger(ctx, part, i, offs[i], lastBatch[i]); err != nil {
+				if err := p.linger(ctx, p.sources[i], part, offs[i], lastBatch[i]); err != nil {
 					return err
 				}
 			}
@@ -230,20 +230,30 @@ func (p *Processor) partition(ctx context.Context, part int, untilEnd bool) erro
 	}
 }
 
-// linger waits until a full batch of the source's partition is there from off, or until
-// Linger has passed since the last batch, whichever comes first.
-func (p *Processor) linger(ctx context.Context, part, source int, off int64, last time.Time) error {
+// lingerPoll is how often a lingering partition looks whether a full batch is there.
+const lingerPoll = 5 * time.Millisecond
+
+// linger waits until a full batch of the partition is there from off, or until Linger has
+// passed since last. It looks at the log's end, not Log.Wait: Kafka's Wait moves the
+// partition's reader to the offset waited for, away from the batch to be read.
+func (p *Processor) linger(ctx context.Context, src eventlog.Log, part int, off int64, last time.Time) error {
 	deadline := last.Add(p.cfg.Linger)
-	if p.cfg.Linger <= 0 || !time.Now().Before(deadline) {
-		return nil
+	for {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return nil
+		}
+		if end, err := src.End(part); err != nil || end-off >= BatchSize {
+			return err
+		}
+		t := time.NewTimer(min(wait, lingerPoll))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
 	}
-	wctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	err := p.sources[source].Wait(wctx, part, off+BatchSize-1)
-	if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-		return nil
-	}
-	return err
 }
 
 // batch reads, folds and commits one batch of a source's partition from offset off, and returns

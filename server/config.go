@@ -79,7 +79,7 @@ type Config struct {
 
 	// The process role. ReadyMaxLag: /readyz answers 503 while processors are more than this
 	// many events behind the log (0: no bound). ProcessLinger: how long a partition's events
-	// may gather after its last commit before the next (processor.Config.Linger).
+	// may gather after a batch before the next (processor.Config.Linger).
 	ReadyMaxLag   int64
 	ProcessLinger time.Duration
 

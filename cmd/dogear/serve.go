@@ -44,7 +44,7 @@ func serve(args []string) error {
 	fs.BoolVar(&cfg.KosyncAtRoot, "kosync-root", false, "also serve the kosync protocol at the root paths (/users/..., /syncs/...), for devices pointed at the bare host")
 	minFreeMB := fs.Int64("min-free-mb", cfg.MinFreeBytes>>20, "below this much free disk, ingest answers 503 and processing pauses (a full disk is fatal to the store)")
 	fs.Int64Var(&cfg.ReadyMaxLag, "ready-max-lag", cfg.ReadyMaxLag, "/readyz answers 503 while processors are more than this many events behind the log (0: no bound)")
-	fs.DurationVar(&cfg.ProcessLinger, "process-linger", cfg.ProcessLinger, "how long a partition's events may gather before they are folded and committed together, unless a full batch is there sooner (0: fold what is there at once)")
+	fs.DurationVar(&cfg.ProcessLinger, "process-linger", cfg.ProcessLinger, "how long a partition's events may gather after a batch before the next is folded, unless a full batch is there sooner, so that one commit covers many (0: fold what is there at once)")
 	traceMode := fs.String("tracing", "off", "off, or otlp: send OpenTelemetry traces to OTEL_EXPORTER_OTLP_ENDPOINT (sampling by OTEL_TRACES_SAMPLER)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parse(fs, args); err != nil {
