@@ -41,6 +41,8 @@ type Options struct {
 	Readers, Books int
 	Dir            string
 	Out            io.Writer
+	// ProcessLinger is the servers' processor linger (server.Config.ProcessLinger).
+	ProcessLinger time.Duration
 	// Kafka also measures ingest into Kafka (franz-go's in-process cluster, kfake) in each run.
 	Kafka bool
 	// IngestProfile, when set, is a file for a CPU profile of the first run's HTTP ingest with
@@ -378,6 +380,7 @@ func startServer(opts Options, prefix string, configure func(*server.Config)) (s
 	}
 	cfg := server.DefaultConfig()
 	cfg.DataDir, cfg.Addr, cfg.Logger = dir, "127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.ProcessLinger = opts.ProcessLinger
 	if configure != nil {
 		configure(&cfg)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/dogear-dev/dogear/event"
 	"github.com/dogear-dev/dogear/loadgen"
 	"github.com/dogear-dev/dogear/recommend"
+	"github.com/dogear-dev/dogear/server"
 	"github.com/dogear-dev/dogear/trainer"
 )
 
@@ -90,7 +91,8 @@ func benchCmd(args []string) error {
 	if len(args) > 0 && args[0] == "ingest" {
 		args = args[1:]
 	}
-	opts := bench.Options{Runs: 3, Events: 1_000_000, Batch: 1000, Concurrency: 8, Queries: 300, Readers: 20_000, Books: 5_000, Out: os.Stderr}
+	opts := bench.Options{Runs: 3, Events: 1_000_000, Batch: 1000, Concurrency: 8, Queries: 300, Readers: 20_000, Books: 5_000,
+		ProcessLinger: server.DefaultConfig().ProcessLinger, Out: os.Stderr}
 	fs := newFlags("bench", "Benchmark durable HTTP ingest against bare log appends, processing, and query latency; prints medians")
 	fs.IntVar(&opts.Runs, "runs", opts.Runs, "repetitions; the report gives medians")
 	fs.IntVar(&opts.Events, "events", opts.Events, "events per run")
@@ -100,6 +102,7 @@ func benchCmd(args []string) error {
 	fs.IntVar(&opts.Queries, "queries", opts.Queries, "queries per kind")
 	fs.IntVar(&opts.Readers, "readers", opts.Readers, "distinct readers the events spread over")
 	fs.IntVar(&opts.Books, "books", opts.Books, "distinct books the events spread over")
+	fs.DurationVar(&opts.ProcessLinger, "process-linger", opts.ProcessLinger, "the server's --process-linger")
 	fs.BoolVar(&opts.Kafka, "kafka", false, "also measure ingest into Kafka (an in-process kfake cluster) in each run")
 	fs.StringVar(&opts.Dir, "dir", "", "folder for the benchmark's data (default: the system temp folder)")
 	fs.StringVar(&opts.IngestProfile, "ingest-cpuprofile", "", "write a CPU profile of the first run's HTTP ingest with processing, from the first post until all is folded, to this file")
