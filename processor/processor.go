@@ -243,8 +243,10 @@ func (p *Processor) linger(ctx context.Context, src eventlog.Log, part int, off 
 		if wait <= 0 {
 			return nil
 		}
+		// An error ends the linger and is left to the read that follows, which retries or
+		// reports it as before.
 		if end, err := src.End(part); err != nil || end-off >= BatchSize {
-			return err
+			return nil
 		}
 		t := time.NewTimer(min(wait, lingerPoll))
 		select {
